@@ -1,0 +1,223 @@
+"""The `kinema` command: parse arguments, call one library function, print the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from kinema import __version__
+from kinema.errors import KinemaError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, `kinema: error: ...`, and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("kinema").strip()
+        where = f" (see 'kinema {command} --help')" if command else " (see 'kinema --help')"
+        self.exit(2, f"kinema: error: {message}{where}\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _even_size(text: str) -> tuple[int, int]:
+    """'64' or '96x48' (width x height); both even, as H.264 needs."""
+    try:
+        width, height = (int(v) for v in (text.split("x") if "x" in text else (text, text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or WxH, got '{text}'") from None
+    if width < 2 or height < 2 or width % 2 or height % 2:
+        raise argparse.ArgumentTypeError(
+            f"width and height must be even and >= 2 for H.264 mp4, got '{text}'"
+        )
+    return width, height
+
+
+# argparse reports a type function's name on ValueError ("invalid _positive_int value"); make it read well.
+_positive_int.__name__ = "positive integer"
+_positive_float.__name__ = "positive number"
+
+
+def _synth_shapes(args: argparse.Namespace) -> None:
+    from kinema.config import load_config, save_config
+    from kinema.data.shapes import ShapesConfig, synthesize
+
+    # Flags given on the command line win over key=value overrides; absent ones leave them be.
+    flags = [f"{key}={value}" for key, value in _given(args, "frames", "fps", "split")]
+    if args.size:
+        flags += [f"width={args.size[0]}", f"height={args.size[1]}"]
+    config = load_config(ShapesConfig, None, [*args.overrides, *flags])
+    out = Path(args.out)
+    started = time.perf_counter()
+    manifest = synthesize(out, args.num, config, seed=args.seed, progress=not args.quiet)
+    save_config(config, out / "config.yaml")
+    print(f"wrote {args.num} clips to {out}/ in {time.perf_counter() - started:.1f} s (manifest: {manifest})")
+
+
+def _given(args: argparse.Namespace, *names: str) -> list[tuple[str, object]]:
+    """The (name, value) pairs of the options the user actually gave."""
+    return [(name, getattr(args, name)) for name in names if getattr(args, name) is not None]
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from kinema.io.video import VideoError, probe
+
+    failed = 0
+    for path in args.files:
+        try:
+            info = probe(path)
+        except VideoError as e:
+            failed += 1
+            if args.json:
+                print(json.dumps({"path": path, "error": e.reason}))
+            else:
+                print(f"kinema: error: {e}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps(info.to_dict()))
+        else:
+            print(
+                f"{path}: {info.codec} {info.width}x{info.height} {info.fps:.3f} fps{' (VFR)' if info.vfr else ''}, "
+                f"{info.num_frames} frames, {info.duration:.2f} s, rotation {info.rotation}, "
+                f"{'audio' if info.has_audio else 'no audio'}"
+            )
+    return 2 if failed else 0
+
+
+def _preview(args: argparse.Namespace) -> None:
+    import torch
+
+    from kinema.config import Recipe, load_config, save_config
+    from kinema.data.dataset import make_dataset, make_loader, to_frames
+    from kinema.io.video import write_contact_sheet
+
+    recipe = load_config(Recipe, args.recipe, args.overrides)
+    dataset = make_dataset(recipe.data, seed=recipe.train.seed)
+    loader = make_loader(
+        dataset,
+        batch_size=args.clips,
+        num_workers=recipe.data.num_workers,
+        seed=recipe.train.seed,
+        drop_last=False,
+    )
+    batch = next(iter(loader))
+    video = batch["video"]
+    # One row per clip: its frames side by side.
+    frames = to_frames(torch.cat(list(video), dim=1))
+    out = Path(args.out)
+    write_contact_sheet(out, frames, cols=recipe.data.frames)
+    save_config(recipe, out.with_suffix(".yaml"))
+    for i, caption in enumerate(batch["caption"]):
+        print(f"{i}: {caption}")
+    print(f"batch video {tuple(video.shape)} in [{video.min():.2f}, {video.max():.2f}]; wrote {out}")
+
+
+def _show_config(args: argparse.Namespace) -> None:
+    from kinema.config import Recipe, load_config, to_yaml
+
+    print(to_yaml(load_config(Recipe, args.recipe, args.overrides)), end="")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    parser = _Parser(prog="kinema", description="Kinema: raw video to generated video.", parents=[common])
+    parser.add_argument("--version", action="version", version=f"kinema {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    data = commands.add_parser("data", help="make, inspect and preview datasets")
+    data_commands = data.add_subparsers(title="data commands", metavar="COMMAND", required=True)
+
+    synth = data_commands.add_parser("synth", help="synthesize a captioned dataset")
+    worlds = synth.add_subparsers(title="worlds", metavar="WORLD", required=True)
+    shapes = worlds.add_parser(
+        "shapes",
+        parents=[common],
+        help="colored shapes with known motion, plus per-frame ground truth",
+        description="Write N shapes-world clips (mp4), their ground truth and manifest.jsonl to --out.",
+    )
+    shapes.add_argument("--num", type=_positive_int, required=True, help="number of clips")
+    shapes.add_argument("--out", required=True, help="output folder")
+    shapes.add_argument("--size", type=_even_size, help="N or WxH, even (default 64)")
+    shapes.add_argument("--frames", type=_positive_int, help="frames per clip (default 17)")
+    shapes.add_argument("--fps", type=_positive_float, help="frames per second (default 8)")
+    shapes.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    shapes.add_argument(
+        "--split", choices=["train", "test", "all"], help="held-out combos: excluded, only, or ignored"
+    )
+    shapes.add_argument("--quiet", action="store_true", help="no progress bar")
+    shapes.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="world options, e.g. max_objects=1 split=test"
+    )
+    shapes.set_defaults(run=_synth_shapes)
+
+    probe = data_commands.add_parser("probe", parents=[common], help="print what is in video files")
+    probe.add_argument("files", nargs="+", metavar="FILE")
+    probe.add_argument("--json", action="store_true", help="one JSON object per line")
+    probe.set_defaults(run=_probe)
+
+    preview = data_commands.add_parser(
+        "preview", parents=[common], help="load a batch as training sees it and save it as a PNG grid"
+    )
+    preview.add_argument("recipe", help="recipe YAML, or a bundled recipe's name")
+    preview.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.frames=9")
+    preview.add_argument("--clips", type=_positive_int, default=4, help="clips to show (default 4)")
+    preview.add_argument("--out", default="preview.png", help="PNG to write (default preview.png)")
+    preview.set_defaults(run=_preview)
+
+    config = commands.add_parser("config", help="inspect recipes")
+    config_commands = config.add_subparsers(title="config commands", metavar="COMMAND", required=True)
+    show = config_commands.add_parser("show", parents=[common], help="print a recipe with overrides resolved")
+    show.add_argument("recipe", help="recipe YAML, or a bundled recipe's name")
+    show.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.lr=3e-4 data.frames=17")
+    show.set_defaults(run=_show_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `kinema` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    try:
+        return args.run(args) or 0
+    except KinemaError as e:
+        _fail(e, verbose, f"kinema: error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        print("kinema: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        hint = "" if verbose else " (run with --verbose for the traceback)"
+        _fail(e, verbose, f"kinema: error: {type(e).__name__}: {e}{hint}")
+        return 1
+
+
+def _fail(error: BaseException, verbose: bool, line: str) -> None:
+    """Print the one-line reason, after the traceback when verbose."""
+    if verbose:
+        traceback.print_exception(error)
+    print(line.splitlines()[0] if line else "kinema: error", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
