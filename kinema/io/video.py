@@ -120,9 +120,10 @@ def read_video(
         else:
             targets, out_fps = _target_times(native_fps, duration, num_frames, fps, start, end, path)
             frames = list(_frames_at(container, stream, targets, 0.5 / native_fps, path))
-            # The last frame is on screen until the video ends, so it covers targets up to then.
-            if frames and duration is not None:
-                frames += [frames[-1]] * sum(1 for t in targets[len(frames) :] if t < duration - 1e-6)
+            # The last frame stays on screen for one frame interval, so it covers targets up to then.
+            if frames:
+                shown_until = _frame_time(frames[-1], stream, path) + 1 / native_fps
+                frames += [frames[-1]] * sum(1 for t in targets[len(frames) :] if t < shown_until - 1e-6)
             if len(frames) < len(targets):
                 raise VideoError(path, _short_reason(targets[len(frames)], duration))
     if not frames:

@@ -7,6 +7,7 @@ compared with a full decode, which is itself checked against ffmpeg's.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import re
@@ -588,7 +589,11 @@ BROKEN = {
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize("read", [probe, read_video], ids=["probe", "read_video"])
+@pytest.mark.parametrize(
+    "read",
+    [probe, read_video, functools.partial(read_video, fps=8), functools.partial(read_video, num_frames=5)],
+    ids=["probe", "read_video", "read_video-fps", "read_video-num_frames"],
+)
 @pytest.mark.parametrize(("make", "word"), BROKEN.items(), ids=[make.__name__ for make in BROKEN])
 def test_broken_file_raises_video_error(clip, tmp_path, make, word, read):
     path = make(clip, tmp_path)
