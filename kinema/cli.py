@@ -216,7 +216,7 @@ def _fail(error: BaseException, verbose: bool, line: str) -> None:
     """Print the one-line reason, after the traceback when verbose."""
     if verbose:
         traceback.print_exception(error)
-    print(line.splitlines()[0] if line else "kinema: error", file=sys.stderr)
+    print(line.splitlines()[0], file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise VideoError(path, "no decodable video frames")
         fps = _stream_fps(stream, path)
         duration = _duration(container, stream)
-        num_frames = stream.frames
+        num_frames, times = stream.frames, None
         if not num_frames:
             times = _packet_times(container, stream)
             num_frames = len(times)
@@ -88,7 +88,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             duration=duration,
             rotation=int(first.rotation) % 360,
             has_audio=bool(container.streams.audio),
-            vfr=_is_vfr(_packet_times(container, stream, limit=VFR_PROBE_PACKETS)),
+            vfr=_is_vfr(
+                times[:VFR_PROBE_PACKETS]
+                if times is not None
+                else _packet_times(container, stream, VFR_PROBE_PACKETS)
+            ),
         )
 
 
