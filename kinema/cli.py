@@ -130,6 +130,109 @@ def _preview(args: argparse.Namespace) -> None:
     print(f"batch video {tuple(video.shape)} in [{video.min():.2f}, {video.max():.2f}]; wrote {out}")
 
 
+def _eval(args: argparse.Namespace) -> None:
+    from kinema.eval.evaluate import evaluate, format_table
+
+    if not args.inputs and not args.manifest:
+        raise KinemaError("give videos or folders to score, or --manifest")
+    _existing(args.manifest, "manifest", Path.is_file)
+    _existing(args.reference, "reference folder", Path.is_dir)
+    _existing(args.i3d, "I3D weights file", Path.is_file)
+    started = time.perf_counter()
+    result = evaluate(args.inputs, args.manifest, args.reference, args.i3d, progress=not args.quiet)
+    summary = result.summary
+    print(format_table(summary))
+    _print_eval_footer(summary)
+    _write_outputs(args, summary, result.thumbnails)
+    counts = summary["summary"]
+    print(f"scored {counts['ok']} of {counts['count']} videos in {time.perf_counter() - started:.1f} s")
+
+
+def _existing(path: str | None, what: str, test: object) -> None:
+    if path is not None and not test(Path(path)):  # type: ignore[operator]
+        raise KinemaError(f"{what} not found: {path}")
+
+
+def _print_eval_footer(summary: dict) -> None:
+    for row in summary["videos"]:
+        if row["status"] != "ok":
+            print(f"error: {row['path']}: {row['error']}", file=sys.stderr)
+    if summary["checker"]:
+        cells = [
+            f"{k} {v['correct']}/{v['total']} ({v['accuracy']:.1%})" for k, v in summary["checker"].items()
+        ]
+        print("checker: " + ", ".join(cells))
+    if summary["horizon"]:
+        psnr = summary["horizon"]["psnr"]
+        print(f"PSNR vs reference: {psnr[0]:.2f} dB at frame 0, {psnr[-1]:.2f} dB at frame {len(psnr) - 1}")
+    frechet = summary["frechet"]
+    if frechet:
+        if "stats_distance" in frechet:
+            print(f"Fréchet distance (stats features, not FVD): {frechet['stats_distance']:.4g}")
+        print(
+            f"FVD: {frechet['value']:.2f}"
+            if frechet["available"]
+            else f"FVD: unavailable: {frechet['reason']}"
+        )
+
+
+def _write_outputs(args: argparse.Namespace, summary: dict, thumbnails: dict) -> None:
+    from kinema.eval.report import write_report
+    from kinema.io import atomic_write_text
+
+    if args.json:
+        atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    if args.report:
+        write_report(args.report, summary, thumbnails)
+        print(f"wrote {args.report}")
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from kinema.eval.report import write_report, write_sweep_report
+    from kinema.eval.sweep import format_sweep, load_generator, parse_sweep, run_sweep
+    from kinema.io import atomic_write_text
+
+    try:
+        param, values = parse_sweep(args.sweep)
+        generate = load_generator(args.generator)
+    except ValueError as e:
+        raise KinemaError(str(e)) from None
+    prompts = list(args.prompt or [])
+    if args.prompts:
+        _existing(args.prompts, "prompts file", Path.is_file)
+        prompts += [
+            line.strip()
+            for line in Path(args.prompts).read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+    if not prompts:
+        raise KinemaError("give at least one --prompt or a --prompts file")
+    out = Path(args.out)
+    table, evaluations = run_sweep(generate, param, values, prompts, args.seeds, out, progress=not args.quiet)
+    print(format_sweep(table))
+    atomic_write_text(out / "sweep.json", json.dumps(table, indent=1) + "\n")
+    for name, evaluation in evaluations.items():
+        write_report(
+            out / name / "report.html",
+            evaluation.summary,
+            evaluation.thumbnails,
+            title=f"Kinema sweep: {name}",
+        )
+    write_sweep_report(out / "report.html", table)
+    print(f"wrote {out / 'sweep.json'} and {out / 'report.html'}")
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds repeat: '{text}'")
+    return seeds
+
+
 def _show_config(args: argparse.Namespace) -> None:
     from kinema.config import Recipe, load_config, to_yaml
 
@@ -191,6 +294,46 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("recipe", help="recipe YAML, or a bundled recipe's name")
     show.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.lr=3e-4 data.frames=17")
     show.set_defaults(run=_show_config)
+
+    scoring = commands.add_parser(
+        "eval",
+        parents=[common],
+        help="score videos: metrics, checks against prompts or ground truth, references, report",
+        description="Score video files. Unreadable files become error rows; the run still exits 0.",
+    )
+    scoring.add_argument(
+        "inputs", nargs="*", metavar="VIDEO_OR_DIR", help="files, or folders searched recursively"
+    )
+    scoring.add_argument(
+        "--manifest", help="manifest.jsonl: captions and ground truth (and the videos, if none given)"
+    )
+    scoring.add_argument(
+        "--reference", metavar="DIR", help="true videos, matched by file name: PSNR/SSIM per frame"
+    )
+    scoring.add_argument("--i3d", metavar="PATH", help="TorchScript I3D weights (i3d_torchscript.pt) for FVD")
+    scoring.add_argument("--json", metavar="OUT", help="write the full results as JSON")
+    scoring.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report")
+    scoring.add_argument("--quiet", action="store_true", help="no progress bar")
+    scoring.set_defaults(run=_eval)
+
+    sweep = commands.add_parser(
+        "sweep",
+        parents=[common],
+        help="vary one generation parameter over fixed prompts and seeds; compare time and metrics",
+    )
+    sweep.add_argument("sweep", metavar="PARAM=V1,V2,...", help="e.g. steps=10,20,50 or cfg=1,3,6")
+    sweep.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    sweep.add_argument("--prompts", metavar="FILE", help="a text file with one prompt per line")
+    sweep.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default 0)")
+    sweep.add_argument(
+        "--generator",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="generate(prompt, seed, **{PARAM: value}) -> (frames, fps); also FILE.py:FUNCTION",
+    )
+    sweep.add_argument("--out", required=True, help="output folder (reruns resume)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(run=_sweep)
     return parser
 
 

@@ -20,6 +20,8 @@ SUBCOMMANDS = [
     ["data", "preview"],
     ["config"],
     ["config", "show"],
+    ["eval"],
+    ["sweep"],
 ]
 
 
@@ -156,3 +158,117 @@ def test_config_show_applies_overrides():
     result = kinema("config", "show", "shapes", "train.lr=0.001", "data.frames=9")
     assert result.returncode == 0, result.stderr
     assert "lr: 0.001" in result.stdout and "frames: 9" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def eval_folder(tmp_path_factory) -> Path:
+    """Three real clips, one cut in half and one text file posing as a video."""
+    out = tmp_path_factory.mktemp("eval")
+    assert kinema("data", "synth", "shapes", "--num", 3, "--out", out / "shapes", "--quiet").returncode == 0
+    videos = out / "videos"
+    videos.mkdir()
+    for clip in sorted((out / "shapes" / "clips").glob("*.mp4")):
+        (videos / clip.name).write_bytes(clip.read_bytes())
+    whole = (videos / "shapes_000000.mp4").read_bytes()
+    (videos / "broken.mp4").write_bytes(whole[: len(whole) // 3])
+    (videos / "text.mp4").write_text("hello")
+    return out
+
+
+def test_eval_reports_corrupt_files_and_exits_0(eval_folder, tmp_path):
+    result = kinema(
+        "eval",
+        eval_folder / "videos",
+        "--manifest",
+        eval_folder / "shapes" / "manifest.jsonl",
+        "--json",
+        tmp_path / "eval.json",
+        "--report",
+        tmp_path / "report.html",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "scored 3 of 5 videos" in result.stdout
+    assert "broken.mp4" in result.stdout and "broken.mp4" in result.stderr
+    assert "checker: color " in result.stdout and "count 3/3 (100.0%)" in result.stdout
+    summary = json.loads((tmp_path / "eval.json").read_text())
+    assert summary["summary"]["errors"] == 2 and summary["checker"]["count"]["total"] == 3
+    html = (tmp_path / "report.html").read_text()
+    assert "broken.mp4" in html and html.count("<img") >= 9
+
+
+def test_eval_with_a_reference_prints_psnr_and_says_fvd_is_unavailable(eval_folder):
+    result = kinema(
+        "eval", eval_folder / "shapes" / "clips", "--reference", eval_folder / "shapes" / "clips", "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PSNR vs reference: 100.00 dB at frame 0" in result.stdout
+    assert "FVD: unavailable: FVD needs the standard I3D weights" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ([], "give videos or folders"),
+        (["x.mp4", "--reference", "no/such/dir"], "reference folder not found"),
+        (["x.mp4", "--i3d", "no/such/i3d.pt"], "I3D weights file not found"),
+        (["--manifest", "no/such/manifest.jsonl"], "manifest not found"),
+    ],
+)
+def test_eval_usage_errors(args, fragment):
+    assert_one_line_error(kinema("eval", *args), 2, fragment)
+
+
+def test_eval_of_an_empty_folder_is_an_error(tmp_path):
+    assert_one_line_error(kinema("eval", tmp_path), 2, "no videos found")
+
+
+GENERATOR = """
+import numpy as np
+
+def brightness(prompt, seed, level):
+    frames = np.full((5, 32, 32, 3), level, np.uint8)
+    frames[:, 8:16, 8 + seed : 16 + seed] = 255
+    return frames, 8.0
+"""
+
+
+def test_sweep_writes_a_table_json_and_reports(tmp_path):
+    generator = tmp_path / "gen.py"
+    generator.write_text(GENERATOR)
+    out = tmp_path / "sweep"
+    result = kinema(
+        "sweep",
+        "level=0,60",
+        "--prompt",
+        "a lamp",
+        "--seeds",
+        "0,1",
+        "--generator",
+        f"{generator}:brightness",
+        "--out",
+        out,
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()[:3]
+    assert header.split()[:2] == ["level", "s/video"] and [r.split()[0] for r in rows] == ["0", "60"]
+    table = json.loads((out / "sweep.json").read_text())
+    assert [row["videos"] for row in table["rows"]] == [2, 2]
+    assert (out / "report.html").is_file() and (out / "level=60" / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["steps", "--prompt", "x", "--generator", "json:dumps"], "NAME=V1,V2"),
+        (["steps=1,2", "--prompt", "x", "--generator", "json:nope"], "no function 'nope'"),
+        (["steps=1,2", "--generator", "json:dumps"], "at least one --prompt"),
+        (
+            ["steps=1,2", "--prompt", "x", "--seeds", "a", "--generator", "json:dumps"],
+            "comma-separated integers",
+        ),
+    ],
+)
+def test_sweep_usage_errors(args, fragment, tmp_path):
+    assert_one_line_error(kinema("sweep", *args, "--out", tmp_path), 2, fragment)

@@ -1,0 +1,1 @@
+"""Scoring video files: metrics, ground-truth checkers, Fréchet distances, reports and sweeps."""

@@ -1,0 +1,43 @@
+"""Shared fixtures."""
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling Google, which a closed network refuses.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser():
+    """A real headless Chromium driven by Playwright.
+
+    Skips where Chromium or Playwright is missing, unless KINEMA_REQUIRE_BROWSER=1 (CI sets it),
+    in which case a missing browser fails the test instead of hiding it.
+    """
+    missing = None
+    if shutil.which(CHROMIUM) is None:
+        missing = f"no Chromium at {CHROMIUM} (apt install chromium)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "playwright for Python is not installed"
+    if missing:
+        if os.environ.get("KINEMA_REQUIRE_BROWSER") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
