@@ -1,0 +1,1 @@
+"""Rectified flow: noising, targets and losses for training; samplers and guidance for generation."""

@@ -1,0 +1,1 @@
+"""Models: the causal video VAE, the video DiT in the Wan layout, and text encoders."""
