@@ -51,9 +51,17 @@ def _even_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 # argparse reports a type function's name on ValueError ("invalid _positive_int value"); make it read well.
 _positive_int.__name__ = "positive integer"
 _positive_float.__name__ = "positive number"
+_non_negative_float.__name__ = "number >= 0"
 
 
 def _synth_shapes(args: argparse.Namespace) -> None:
@@ -233,10 +241,69 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _show_config(args: argparse.Namespace) -> None:
-    from kinema.config import Recipe, load_config, to_yaml
+def _train(args: argparse.Namespace) -> None:
+    from kinema.config import load_config, save_config
+    from kinema.train import recipes
 
-    print(to_yaml(load_config(Recipe, args.recipe, args.overrides)), end="")
+    schema, run = {
+        "vae": (recipes.VAERecipe, recipes.train_vae),
+        "t2v": (recipes.T2VRecipe, recipes.train_t2v),
+    }[args.kind]
+    recipe = load_config(schema, args.recipe, args.overrides)
+    out = Path(recipe.train.out_dir)
+    save_config(recipe, out / "config.yaml")
+    started = time.perf_counter()
+    result = run(recipe, resume=args.resume, progress=not args.quiet)
+    minutes = (time.perf_counter() - started) / 60
+    print(
+        f"trained {args.kind} to step {result.step} in {minutes:.1f} min (loss {result.last_loss:.4f}); wrote {out / 'final'}"
+    )
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from kinema.generate.pipeline import BUNDLED, Pipeline
+    from kinema.io import atomic_write_text, write_contact_sheet, write_video
+
+    model = Path(args.model) if args.model else BUNDLED
+    if not model.is_dir():
+        raise KinemaError(f"model folder not found: {model}" + ("" if args.model else " (pass --model DIR)"))
+    if args.image:
+        raise KinemaError("--image needs a model trained with first-frame conditioning; this one was not")
+    started = time.perf_counter()
+    pipeline = Pipeline.from_pretrained(model)
+    frames = pipeline.generate(
+        args.prompt,
+        negative=args.negative,
+        frames=args.frames,
+        steps=args.steps,
+        guidance=args.cfg,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - started
+    write_video(args.output, frames, pipeline.info.fps)
+    written = [args.output]
+    if args.grid:
+        write_contact_sheet(args.grid, frames, cols=min(len(frames), 9))
+        written.append(args.grid)
+    if args.json:
+        record = {"prompt": args.prompt, "negative": args.negative, "seed": args.seed, "frames": len(frames)}
+        record |= {
+            "steps": args.steps or pipeline.info.steps,
+            "guidance": pipeline.info.guidance if args.cfg is None else args.cfg,
+        }
+        record |= {"model": str(model), "seconds": seconds}
+        json_path = Path(args.output).with_suffix(".json")
+        atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
+        written.append(str(json_path))
+    print(f"generated {len(frames)} frames in {seconds:.1f} s; wrote {', '.join(map(str, written))}")
+
+
+def _show_config(args: argparse.Namespace) -> None:
+    from kinema.config import load_config, to_yaml
+    from kinema.train.recipes import recipe_schema
+
+    print(to_yaml(load_config(recipe_schema(args.recipe), args.recipe, args.overrides)), end="")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,6 +361,43 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("recipe", help="recipe YAML, or a bundled recipe's name")
     show.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.lr=3e-4 data.frames=17")
     show.set_defaults(run=_show_config)
+
+    training = commands.add_parser("train", help="train a model from a recipe")
+    kinds = training.add_subparsers(title="what to train", metavar="KIND", required=True)
+    for kind, what in (("vae", "the causal video VAE"), ("t2v", "the text-to-video DiT on cached latents")):
+        sub = kinds.add_parser(kind, parents=[common], help=f"train {what}")
+        sub.add_argument("recipe", help="recipe YAML, or a bundled recipe's name")
+        sub.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.steps=2000")
+        sub.add_argument(
+            "--resume", action="store_true", help="continue from the newest checkpoint in out_dir"
+        )
+        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+        sub.set_defaults(run=_train, kind=kind)
+
+    generate = commands.add_parser(
+        "generate",
+        parents=[common],
+        help="generate a video from a prompt with the bundled (or a given) model",
+    )
+    generate.add_argument("prompt", help='e.g. "a red circle moving right"')
+    generate.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="video to write")
+    generate.add_argument("--negative", default="", metavar="TEXT", help="negative prompt for guidance")
+    generate.add_argument("--image", metavar="FIRST_FRAME", help="first frame to start from (image-to-video)")
+    generate.add_argument(
+        "--frames", type=_positive_int, help="frames, 1 + 4k for 4x time (default: the model's)"
+    )
+    generate.add_argument("--steps", type=_positive_int, help="sampling steps (default: the model's)")
+    generate.add_argument("--cfg", type=_non_negative_float, help="guidance scale; 1 turns guidance off")
+    generate.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    generate.add_argument(
+        "--model", metavar="DIR", help="pipeline folder (default: the bundled shapes model)"
+    )
+    generate.add_argument("--grid", metavar="PNG", help="also write the frames as a contact sheet")
+    generate.add_argument(
+        "--json", action="store_true", help="also write OUT.json with the settings and timing"
+    )
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    generate.set_defaults(run=_generate)
 
     scoring = commands.add_parser(
         "eval",

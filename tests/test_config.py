@@ -4,6 +4,7 @@ import pytest
 
 from kinema.config import CONFIGS_DIR, Recipe, find_recipe, load_config, save_config
 from kinema.errors import ConfigError
+from kinema.train.recipes import recipe_schema
 
 
 def test_defaults_without_a_recipe():
@@ -14,7 +15,13 @@ def test_every_bundled_recipe_loads():
     recipes = sorted(CONFIGS_DIR.glob("*.yaml"))
     assert recipes
     for path in recipes:
-        assert isinstance(load_config(Recipe, path), Recipe)
+        schema = recipe_schema(path)
+        assert isinstance(load_config(schema, path), schema)
+    assert {recipe_schema(name).__name__ for name in ("shapes", "vae_shapes", "t2v_shapes")} == {
+        "Recipe",
+        "VAERecipe",
+        "T2VRecipe",
+    }
 
 
 def test_recipe_by_name_and_overrides():

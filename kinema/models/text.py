@@ -112,6 +112,8 @@ def _transformers() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
 
+    # Loading a frozen encoder is quick; a per-tensor "Loading weights" bar would only clutter commands.
+    transformers.utils.logging.disable_progress_bar()
     return transformers
 
 

@@ -1,0 +1,1 @@
+"""Generation: text/image to video, and streaming."""

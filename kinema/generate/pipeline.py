@@ -1,0 +1,121 @@
+"""Text (and optionally a first frame) to video: prompt -> text states -> DiT sampling -> VAE decode.
+
+A pipeline is a folder holding `vae/`, `dit/` and `kinema.json`, which names the text encoder
+and the defaults the model was trained for (size, frames, fps, steps, guidance, shift).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kinema.diffusion.sampling import ModelGuidance, ModelVelocity, make_noise, make_sigmas, sample
+from kinema.errors import KinemaError
+from kinema.io import atomic_write_text
+from kinema.models.dit import VideoDiT
+from kinema.models.text import TextEncoder, load_text_encoder
+from kinema.models.vae import load_vae
+
+BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "shapes-t2v"
+INFO_NAME = "kinema.json"
+
+
+@dataclass
+class PipelineInfo:
+    """What a pipeline was trained for, and the defaults `generate` uses."""
+
+    text_encoder: str = "minilm"
+    width: int = 64
+    height: int = 64
+    frames: int = 17
+    fps: float = 8.0
+    steps: int = 20
+    guidance: float = 4.0
+    shift: float = 1.0
+    sampler: str = "euler"
+
+
+class Pipeline:
+    """A VAE, a DiT and a text encoder that together turn prompts into videos."""
+
+    def __init__(
+        self, vae: torch.nn.Module, dit: VideoDiT, text_encoder: TextEncoder, info: PipelineInfo
+    ) -> None:
+        self.vae, self.dit, self.text_encoder, self.info = vae.eval(), dit.eval(), text_encoder, info
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path = BUNDLED, device: str = "cpu") -> Pipeline:
+        """Load a pipeline folder (the bundled shapes model by default) in fp32 on `device`."""
+        folder = Path(folder)
+        if not (folder / INFO_NAME).is_file():
+            raise KinemaError(f"{folder}: not a pipeline folder (no {INFO_NAME} beside vae/ and dit/)")
+        info = PipelineInfo(**json.loads((folder / INFO_NAME).read_text(encoding="utf-8")))
+        vae = load_vae(folder / "vae", device=device).float()
+        dit = VideoDiT.from_pretrained(folder / "dit", device=device, dtype=torch.float32)
+        return cls(vae, dit, load_text_encoder(info.text_encoder), info)
+
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+        """Write vae/, dit/ and kinema.json; weights are stored as `dtype` (fp16 for shipping)."""
+        folder = Path(folder)
+        self.vae.save_pretrained(folder / "vae", dtype=dtype)
+        self.dit.to(dtype).save_pretrained(folder / "dit")
+        self.dit.float()
+        atomic_write_text(folder / INFO_NAME, json.dumps(dataclasses.asdict(self.info), indent=2) + "\n")
+        return folder
+
+    def valid_frames(self, frames: int) -> None:
+        """Raise KinemaError unless the VAE can make exactly `frames` frames."""
+        step = self.vae.temporal_downsample
+        if frames < 1 or (frames - 1) % step:
+            examples = ", ".join(str(1 + step * k) for k in range(1, 6))
+            raise KinemaError(f"frames must be 1 + {step}k ({examples}, ...), got {frames}")
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: str,
+        *,
+        negative: str = "",
+        frames: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """One video, uint8 (T, H, W, 3); the same prompt, settings and seed give the same video."""
+        frames = self.info.frames if frames is None else frames
+        steps = self.info.steps if steps is None else steps
+        guidance = self.info.guidance if guidance is None else guidance
+        self.valid_frames(frames)
+        if steps < 1 or guidance < 0:
+            raise KinemaError(f"steps must be >= 1 and guidance >= 0, got steps={steps}, guidance={guidance}")
+        device = next(self.dit.parameters()).device
+        states, mask = self.text_encoder.encode([prompt])
+        shape = (
+            1,
+            self.dit.config.latent_channels,
+            *self.vae.latent_shape(frames, self.info.height, self.info.width)[1:],
+        )
+        noise = make_noise(shape, seed, device=device)
+        if guidance == 1.0:
+            velocity = ModelVelocity(self.dit, states.to(device), mask.to(device))
+        else:
+            negative_states, negative_mask = self.text_encoder.encode([negative])
+            velocity = ModelGuidance(
+                self.dit,
+                states.to(device),
+                mask.to(device),
+                negative_states.to(device),
+                negative_mask.to(device),
+            )
+        sigmas = make_sigmas(steps, shift=self.info.shift).to(device)
+        latents = sample(
+            velocity, noise, sigmas, method=self.info.sampler, guidance=guidance, progress=progress
+        )
+        video = self.vae.decode(self.vae.denormalize(latents)).clamp(-1, 1)
+        return ((video[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()

@@ -1,0 +1,225 @@
+"""What each recipe optimises: the VAE on pixels, and the text-to-video DiT on cached latents.
+
+`kinema train vae RECIPE` and `kinema train t2v RECIPE` load a recipe into the dataclasses
+here, build a Task and a dataset, and hand both to the one loop in `kinema.train.loop`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from kinema.config import DataConfig, Recipe, find_recipe
+from kinema.data.dataset import make_dataset, make_loader
+from kinema.diffusion.flow import add_noise, drop_prompts, flow_loss, sample_sigmas
+from kinema.io import atomic_path, atomic_write_text
+from kinema.models.dit import DiTConfig, VideoDiT
+from kinema.models.losses import vae_loss
+from kinema.models.text import load_text_encoder
+from kinema.models.vae import CausalVAE, VAEConfig, load_vae
+from kinema.train.loop import LoopConfig, TrainResult, train
+
+
+@dataclass
+class VAELoss:
+    """Weights of the VAE's loss terms."""
+
+    kl_weight: float = 1e-6
+    freq_weight: float = 0.5
+    stats_batches: int = 16  # batches the latent scale and shift are measured on after training
+
+
+@dataclass
+class VAERecipe:
+    """A VAE run: data, model, loss weights and the loop's settings."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    loss: VAELoss = field(default_factory=VAELoss)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+
+@dataclass
+class T2VOptions:
+    """What the text-to-video DiT learns from, and how it is noised."""
+
+    vae: str = "runs/vae/final"  # a trained VAE folder (ours, or a diffusers Wan VAE)
+    text_encoder: str = "minilm"  # or a local T5/UMT5 folder
+    num_clips: int = 4000  # clips encoded once into the latent cache
+    prompt_dropout: float = 0.1
+    shift: float = 1.0  # timestep shift while training (1: plain logit-normal)
+    timestep_mean: float = 0.0
+    timestep_std: float = 1.0
+
+
+@dataclass
+class T2VRecipe:
+    """A text-to-video run: data, DiT, training options and the loop's settings."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    dit: DiTConfig = field(default_factory=lambda: DiTConfig(text_dim=384, num_layers=6, ffn_dim=1024))
+    t2v: T2VOptions = field(default_factory=T2VOptions)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+
+def recipe_schema(recipe: str | Path) -> type:
+    """The dataclass a recipe file fits, told by its sections: dit -> T2V, vae -> VAE, else data-only."""
+    sections = set(OmegaConf.load(find_recipe(recipe)).keys())
+    return T2VRecipe if "dit" in sections else VAERecipe if "vae" in sections else Recipe
+
+
+class VAETask:
+    """Reconstruct clips through a sampled latent: L1 + frequency + KL."""
+
+    def __init__(self, model: CausalVAE, weights: VAELoss) -> None:
+        self.model, self.weights = model, weights
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The VAE loss on a batch of videos."""
+        recon, posterior = model(batch["video"])
+        loss, parts = vae_loss(
+            recon, batch["video"], posterior, self.weights.kl_weight, self.weights.freq_weight
+        )
+        return loss, {name: float(value) for name, value in parts.items() if name != "loss"}
+
+
+class T2VTask:
+    """Rectified flow on cached latents: predict the velocity noise − x0 from x_σ, σ and the prompt."""
+
+    def __init__(
+        self, model: VideoDiT, options: T2VOptions, null_states: torch.Tensor, null_mask: torch.Tensor
+    ):
+        self.model, self.options = model, options
+        self.null_states, self.null_mask = null_states, null_mask
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The flow-matching loss on a batch of latents with their prompts (some dropped to empty)."""
+        x0 = batch["latents"]
+        opts = self.options
+        sigma = sample_sigmas((len(x0),), mean=opts.timestep_mean, std=opts.timestep_std, shift=opts.shift)
+        sigma = sigma.to(x0.device)
+        noise = torch.randn_like(x0)
+        states, mask = drop_prompts(
+            batch["text_states"],
+            batch["text_mask"],
+            self.null_states.to(x0.device),
+            self.null_mask.to(x0.device),
+            p=opts.prompt_dropout,
+        )
+        prediction = model(add_noise(x0, noise, sigma), sigma * 1000.0, states, text_mask=mask)
+        loss = flow_loss(prediction, x0, noise)
+        return loss, {"sigma_mean": float(sigma.mean())}
+
+
+class LatentCache(Dataset):
+    """Normalised latents and prompt embeddings of a dataset, encoded once and kept in memory."""
+
+    def __init__(self, path: str | Path) -> None:
+        tensors = load_file(str(path))
+        self.latents, self.text_states, self.text_mask = (
+            tensors["latents"],
+            tensors["text_states"],
+            tensors["text_mask"],
+        )
+        self.captions = json.loads(Path(path).with_suffix(".json").read_text(encoding="utf-8"))["captions"]
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {
+            "latents": self.latents[index].float(),
+            "text_states": self.text_states[index].float(),
+            "text_mask": self.text_mask[index],
+        }
+
+
+@torch.no_grad()
+def build_latent_cache(recipe: T2VRecipe, path: Path, progress: bool = True) -> LatentCache:
+    """Encode `t2v.num_clips` clips with the frozen VAE and their captions with the text encoder, once.
+
+    The cache records which VAE, encoder and data made it; a cache made differently is rebuilt.
+    """
+    provenance = {"vae": str(Path(recipe.t2v.vae).resolve()), "text_encoder": recipe.t2v.text_encoder}
+    data = json.loads(json.dumps(dataclasses.asdict(recipe.data)))
+    provenance |= {"num_clips": recipe.t2v.num_clips, "data": data}
+    if _cache_provenance(path) == provenance:
+        return LatentCache(path)
+    vae = load_vae(recipe.t2v.vae).eval()
+    encoder = load_text_encoder(recipe.t2v.text_encoder)
+    dataset = make_dataset(recipe.data, seed=recipe.train.seed)
+    if len(dataset) < recipe.t2v.num_clips:
+        raise ValueError(
+            f"the data has {len(dataset)} clips, fewer than t2v.num_clips={recipe.t2v.num_clips}"
+        )
+    loader = make_loader(
+        dataset, batch_size=16, num_workers=recipe.data.num_workers, shuffle=False, drop_last=False
+    )
+    latents, states, masks, captions = [], [], [], []
+    bar = tqdm(total=recipe.t2v.num_clips, desc="encode", unit="clip", disable=not progress)
+    for batch in loader:
+        take = min(len(batch["video"]), recipe.t2v.num_clips - len(captions))
+        latents.append(vae.normalize(vae.encode(batch["video"][:take]).mean).half())
+        text, mask = encoder.encode(list(batch["caption"][:take]))
+        states.append(text.half())
+        masks.append(mask)
+        captions += list(batch["caption"][:take])
+        bar.update(take)
+        if len(captions) >= recipe.t2v.num_clips:
+            break
+    bar.close()
+    tensors = {"latents": torch.cat(latents), "text_states": torch.cat(states), "text_mask": torch.cat(masks)}
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    atomic_write_text(path.with_suffix(".json"), json.dumps({"provenance": provenance, "captions": captions}))
+    return LatentCache(path)
+
+
+def _cache_provenance(path: Path) -> dict[str, Any] | None:
+    """What the cache at `path` was built from, or None if there is no complete cache."""
+    meta_path = path.with_suffix(".json")
+    if not (path.is_file() and meta_path.is_file()):
+        return None
+    return json.loads(meta_path.read_text(encoding="utf-8")).get("provenance")
+
+
+def train_vae(recipe: VAERecipe, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train the VAE, then measure its latent scale and shift and save the EMA weights to out_dir/final."""
+    torch.manual_seed(recipe.train.seed)
+    model = CausalVAE(recipe.vae)
+    dataset = make_dataset(recipe.data, seed=recipe.train.seed)
+    result = train(VAETask(model, recipe.loss), dataset, recipe.train, resume=resume, progress=progress)
+    final = result.ema.eval()
+    loader = make_loader(dataset, batch_size=recipe.train.batch_size, num_workers=0, seed=1, shuffle=True)
+    batches = (batch for _, batch in zip(range(recipe.loss.stats_batches), loader, strict=False))
+    final.measure_latent_stats(batches)
+    final.save_pretrained(Path(recipe.train.out_dir) / "final")
+    return result
+
+
+def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Cache latents and prompt embeddings, train the DiT on them, and save the EMA weights to out_dir/final."""
+    out = Path(recipe.train.out_dir)
+    cache = build_latent_cache(recipe, out / "cache" / "latents.safetensors", progress=progress)
+    encoder = load_text_encoder(recipe.t2v.text_encoder)
+    null_states, null_mask = encoder.empty()
+    if recipe.dit.text_dim != encoder.dim:
+        raise ValueError(
+            f"dit.text_dim is {recipe.dit.text_dim} but the {encoder.name} encoder gives {encoder.dim}"
+        )
+    torch.manual_seed(recipe.train.seed)
+    model = VideoDiT(recipe.dit)
+    task = T2VTask(model, recipe.t2v, null_states, null_mask)
+    result = train(task, cache, recipe.train, resume=resume, progress=progress)
+    result.ema.save_pretrained(out / "final")
+    return result

@@ -1,0 +1,97 @@
+"""The VAE and text-to-video recipes, end to end at toy size: train, cache, resume, export."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from kinema.config import load_config
+from kinema.models.dit import VideoDiT
+from kinema.models.vae import CausalVAE, load_vae
+from kinema.train.checkpoint import list_checkpoints
+from kinema.train.recipes import T2VRecipe, VAERecipe, build_latent_cache, train_t2v, train_vae
+
+TINY_DATA = ["data.width=32", "data.height=32", "data.frames=5", "data.num_workers=0"]
+TINY_VAE = [
+    "vae.latent_channels=4",
+    "vae.base_channels=8",
+    "vae.channel_multipliers=[1,2,2]",
+    "vae.spatial_downsample=4",
+    "vae.temporal_downsample=4",
+]
+TINY_DIT = [
+    "dit.num_attention_heads=2",
+    "dit.attention_head_dim=16",
+    "dit.in_channels=4",
+    "dit.out_channels=4",
+    "dit.ffn_dim=64",
+    "dit.num_layers=2",
+    "dit.freq_dim=32",
+]
+
+
+def loop(out: Path, steps: int) -> list[str]:
+    settings = {"out_dir": out, "steps": steps, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2}
+    return [f"train.{key}={value}" for key, value in settings.items()] + ["train.log_every=1"]
+
+
+@pytest.fixture(scope="module")
+def vae_folder(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vae")
+    recipe = load_config(VAERecipe, None, [*TINY_DATA, *TINY_VAE, *loop(out, 4), "loss.stats_batches=2"])
+    result = train_vae(recipe, progress=False)
+    assert result.step == 4
+    return out / "final"
+
+
+def test_vae_recipe_trains_and_saves_a_loadable_vae_with_latent_stats(vae_folder):
+    vae = load_vae(vae_folder)
+    assert vae.latent_shape(5, 32, 32) == (4, 2, 8, 8)
+    assert not torch.equal(vae.latent_std, torch.ones_like(vae.latent_std))  # measured, not the default
+    assert len(list_checkpoints(vae_folder.parent / "checkpoints")) == 2
+
+
+def t2v_recipe(vae_folder: Path, out: Path, steps: int, clips: int = 8) -> T2VRecipe:
+    options = [f"t2v.vae={vae_folder}", f"t2v.num_clips={clips}"]
+    return load_config(T2VRecipe, None, [*TINY_DATA, *TINY_DIT, *options, *loop(out, steps)])
+
+
+def test_latent_cache_is_built_once_and_rebuilt_when_its_inputs_change(vae_folder, tmp_path):
+    path = tmp_path / "cache" / "latents.safetensors"
+    cache = build_latent_cache(t2v_recipe(vae_folder, tmp_path, 1), path, progress=False)
+    assert len(cache) == 8 and cache.latents.shape == (8, 4, 2, 8, 8)
+    assert cache.text_states.shape == (8, 32, 384) and cache.text_mask.dtype == torch.bool
+    assert all(isinstance(c, str) and c for c in cache.captions)
+    stamp = path.stat().st_mtime_ns
+    build_latent_cache(t2v_recipe(vae_folder, tmp_path, 1), path, progress=False)
+    assert path.stat().st_mtime_ns == stamp
+    assert len(build_latent_cache(t2v_recipe(vae_folder, tmp_path, 1, clips=6), path, progress=False)) == 6
+
+
+def test_t2v_recipe_trains_resumes_and_exports(vae_folder, tmp_path):
+    straight = train_t2v(t2v_recipe(vae_folder, tmp_path / "a", 4), progress=False)
+    first_half = train_t2v(t2v_recipe(vae_folder, tmp_path / "b", 4), progress=False)
+    assert first_half.step == 4
+    # Drop the last checkpoint: resuming from step 2 must land on the same weights as the straight run.
+    list_checkpoints(tmp_path / "b" / "checkpoints")[-1].unlink()
+    resumed = train_t2v(t2v_recipe(vae_folder, tmp_path / "b", 4), resume=True, progress=False)
+    for a, b in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    model = VideoDiT.from_pretrained(tmp_path / "b" / "final")
+    assert model.config.text_dim == 384 and model.config.num_layers == 2
+
+
+def test_t2v_refuses_a_text_width_the_encoder_does_not_give(vae_folder, tmp_path):
+    recipe = t2v_recipe(vae_folder, tmp_path, 1)
+    recipe.dit.text_dim = 512
+    with pytest.raises(ValueError, match="text_dim is 512"):
+        train_t2v(recipe, progress=False)
+
+
+def test_bundled_recipes_load_and_fit_the_size_budget():
+    vae_recipe = load_config(VAERecipe, "vae_shapes")
+    t2v_recipe = load_config(T2VRecipe, "t2v_shapes")
+    vae, dit = CausalVAE(vae_recipe.vae), VideoDiT(t2v_recipe.dit)
+    assert vae.latent_shape(17, 64, 64) == (16, 5, 8, 8) and dit.config.in_channels == 16
+    fp16_megabytes = 2 * sum(p.numel() for m in (vae, dit) for p in m.parameters()) / 1e6
+    assert fp16_megabytes <= 25, fp16_megabytes
