@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -25,6 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from kinema.io import write_video
 from kinema.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 
@@ -191,10 +193,17 @@ class Logger:
             for name, value in values.items():
                 self.tensorboard.add_scalar(name, value, step)
 
-    def video(self, step: int, name: str, video: torch.Tensor, fps: float) -> None:
-        """Log a (N, T, C, H, W) uint8 or [0, 1] video batch to TensorBoard."""
-        if self.enabled and self.tensorboard:
-            self.tensorboard.add_video(name, video, step, fps=max(1, round(fps)))
+    def videos(self, step: int, name: str, clips: np.ndarray, fps: float) -> Path | None:
+        """Write uint8 (N, T, H, W, 3) clips side by side to samples/NAME_STEP.mp4, and their
+        first, middle and last frames to TensorBoard as an image."""
+        if not self.enabled:
+            return None
+        tiled = np.concatenate(list(clips), axis=2)
+        path = write_video(self.path.parent / "samples" / f"{name}_{step:08d}.mp4", tiled, fps)
+        if self.tensorboard:
+            strip = np.concatenate([tiled[0], tiled[len(tiled) // 2], tiled[-1]], axis=0)
+            self.tensorboard.add_image(name, strip, step, dataformats="HWC")
+        return path
 
     def close(self) -> None:
         """Flush everything to disk."""

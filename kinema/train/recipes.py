@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
@@ -20,14 +23,16 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from kinema.config import DataConfig, Recipe, find_recipe
-from kinema.data.dataset import make_dataset, make_loader
+from kinema.data.dataset import make_dataset, make_loader, to_frames, to_tensor
+from kinema.data.shapes import make_clip
 from kinema.diffusion.flow import add_noise, drop_prompts, flow_loss, sample_sigmas
+from kinema.generate.pipeline import Pipeline, PipelineInfo
 from kinema.io import atomic_path, atomic_write_text
 from kinema.models.dit import DiTConfig, VideoDiT
 from kinema.models.losses import vae_loss
-from kinema.models.text import load_text_encoder
+from kinema.models.text import TextEncoder, load_text_encoder
 from kinema.models.vae import CausalVAE, VAEConfig, load_vae
-from kinema.train.loop import LoopConfig, TrainResult, train
+from kinema.train.loop import Logger, LoopConfig, TrainResult, train
 
 
 @dataclass
@@ -193,12 +198,75 @@ def _cache_provenance(path: Path) -> dict[str, Any] | None:
     return json.loads(meta_path.read_text(encoding="utf-8")).get("provenance")
 
 
+SAMPLE_CLIPS = 4
+SAMPLE_FRAMES = 17  # samples show whole clips, whatever window length the VAE trains on
+SAMPLE_PROMPTS = (
+    "a red circle moving right",
+    "a blue square growing on a gray background",
+    "a green triangle rotating and a yellow circle bouncing",
+    "a white square moving up",
+)
+
+
+def _held_out_clips(data: DataConfig, frames: int) -> torch.Tensor:
+    """Fixed clips the model never trains on, (N, C, T, H, W) in [-1, 1], to watch reconstructions."""
+    shapes = dataclasses.replace(
+        data.shapes, width=data.width, height=data.height, frames=frames, split="test"
+    )
+    return torch.stack([to_tensor(make_clip(shapes, i, seed=12345).frames) for i in range(SAMPLE_CLIPS)])
+
+
+def vae_sampler(recipe: VAERecipe) -> Callable[[nn.Module, int, Logger], None]:
+    """A hook that reconstructs held-out clips with the EMA model, logging PSNR and writing the videos."""
+    frames = 1 + recipe.vae.temporal_downsample * ((SAMPLE_FRAMES - 1) // recipe.vae.temporal_downsample)
+    clips = _held_out_clips(recipe.data, frames)
+
+    @torch.no_grad()
+    def on_sample(model: nn.Module, step: int, logger: Logger) -> None:
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        recon = model.decode(model.encode(clips.to(device)).mean).clamp(-1, 1).cpu()
+        model.train(was_training)
+        mse = ((recon - clips) / 2).square().mean().item()
+        logger.scalars(step, {"sample/psnr": 10 * math.log10(1 / max(mse, 1e-10))})
+        pairs = torch.cat([clips, recon], dim=-1)  # original | reconstruction
+        logger.videos(step, "reconstruction", np.stack([to_frames(clip) for clip in pairs]), recipe.data.fps)
+
+    return on_sample
+
+
+def t2v_sampler(recipe: T2VRecipe, encoder: TextEncoder) -> Callable[[nn.Module, int, Logger], None]:
+    """A hook that generates the sample prompts with the EMA model and writes the videos."""
+    vae = load_vae(recipe.t2v.vae).eval()
+    info = PipelineInfo(
+        text_encoder=recipe.t2v.text_encoder,
+        width=recipe.data.width,
+        height=recipe.data.height,
+        frames=recipe.data.frames,
+        fps=recipe.data.fps,
+        steps=20,
+    )
+
+    def on_sample(model: nn.Module, step: int, logger: Logger) -> None:
+        was_training = model.training
+        pipeline = Pipeline(vae, model, encoder, info)
+        clips = np.stack([pipeline.generate(prompt, seed=i) for i, prompt in enumerate(SAMPLE_PROMPTS)])
+        model.train(was_training)
+        logger.videos(step, "samples", clips, recipe.data.fps)
+
+    return on_sample
+
+
 def train_vae(recipe: VAERecipe, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train the VAE, then measure its latent scale and shift and save the EMA weights to out_dir/final."""
     torch.manual_seed(recipe.train.seed)
     model = CausalVAE(recipe.vae)
     dataset = make_dataset(recipe.data, seed=recipe.train.seed)
-    result = train(VAETask(model, recipe.loss), dataset, recipe.train, resume=resume, progress=progress)
+    task = VAETask(model, recipe.loss)
+    result = train(
+        task, dataset, recipe.train, resume=resume, progress=progress, on_sample=vae_sampler(recipe)
+    )
     final = result.ema.eval()
     loader = make_loader(dataset, batch_size=recipe.train.batch_size, num_workers=0, seed=1, shuffle=True)
     batches = (batch for _, batch in zip(range(recipe.loss.stats_batches), loader, strict=False))
@@ -220,6 +288,7 @@ def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) ->
     torch.manual_seed(recipe.train.seed)
     model = VideoDiT(recipe.dit)
     task = T2VTask(model, recipe.t2v, null_states, null_mask)
-    result = train(task, cache, recipe.train, resume=resume, progress=progress)
+    sampler = t2v_sampler(recipe, encoder)
+    result = train(task, cache, recipe.train, resume=resume, progress=progress, on_sample=sampler)
     result.ema.save_pretrained(out / "final")
     return result

@@ -1,11 +1,13 @@
 """The VAE and text-to-video recipes, end to end at toy size: train, cache, resume, export."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from kinema.config import load_config
+from kinema.io import probe
 from kinema.models.dit import VideoDiT
 from kinema.models.vae import CausalVAE, load_vae
 from kinema.train.checkpoint import list_checkpoints
@@ -49,6 +51,11 @@ def test_vae_recipe_trains_and_saves_a_loadable_vae_with_latent_stats(vae_folder
     assert vae.latent_shape(5, 32, 32) == (4, 2, 8, 8)
     assert not torch.equal(vae.latent_std, torch.ones_like(vae.latent_std))  # measured, not the default
     assert len(list_checkpoints(vae_folder.parent / "checkpoints")) == 2
+    # The end-of-run sample: 4 held-out clips beside their reconstructions, and their PSNR.
+    sample = vae_folder.parent / "samples" / "reconstruction_00000004.mp4"
+    assert probe(sample).width == 4 * 2 * 32 and probe(sample).num_frames == 17
+    last = json.loads((vae_folder.parent / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0 < last["sample/psnr"] < 60
 
 
 def t2v_recipe(vae_folder: Path, out: Path, steps: int, clips: int = 8) -> T2VRecipe:
@@ -77,6 +84,7 @@ def test_t2v_recipe_trains_resumes_and_exports(vae_folder, tmp_path):
     resumed = train_t2v(t2v_recipe(vae_folder, tmp_path / "b", 4), resume=True, progress=False)
     for a, b in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+    assert probe(tmp_path / "b" / "samples" / "samples_00000004.mp4").num_frames == 5
     model = VideoDiT.from_pretrained(tmp_path / "b" / "final")
     assert model.config.text_dim == 384 and model.config.num_layers == 2
 
