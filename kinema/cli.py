@@ -267,8 +267,7 @@ def _generate(args: argparse.Namespace) -> None:
     model = Path(args.model) if args.model else BUNDLED
     if not model.is_dir():
         raise KinemaError(f"model folder not found: {model}" + ("" if args.model else " (pass --model DIR)"))
-    if args.image:
-        raise KinemaError("--image needs a model trained with first-frame conditioning; this one was not")
+    image = _read_image(args.image) if args.image else None
     started = time.perf_counter()
     pipeline = Pipeline.from_pretrained(model)
     frames = pipeline.generate(
@@ -278,6 +277,7 @@ def _generate(args: argparse.Namespace) -> None:
         steps=args.steps,
         guidance=args.cfg,
         seed=args.seed,
+        image=image,
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - started
@@ -297,6 +297,20 @@ def _generate(args: argparse.Namespace) -> None:
         atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
         written.append(str(json_path))
     print(f"generated {len(frames)} frames in {seconds:.1f} s; wrote {', '.join(map(str, written))}")
+
+
+def _read_image(path: str):
+    """An image file as uint8 (H, W, 3) RGB, or a KinemaError naming the file and the reason."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise KinemaError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise KinemaError(f"can't read image {path}: {e}") from None
 
 
 def _show_config(args: argparse.Namespace) -> None:

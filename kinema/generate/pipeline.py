@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kinema.data.dataset import resize_crop, to_tensor
 from kinema.diffusion.sampling import ModelGuidance, ModelVelocity, make_noise, make_sigmas, sample
 from kinema.errors import KinemaError
-from kinema.io import atomic_write_text
+from kinema.io import atomic_write_text, check_frames
 from kinema.models.dit import VideoDiT
 from kinema.models.text import TextEncoder, load_text_encoder
 from kinema.models.vae import load_vae
@@ -38,6 +39,19 @@ class PipelineInfo:
     guidance: float = 4.0
     shift: float = 1.0
     sampler: str = "euler"
+
+
+def first_frame_condition(first: torch.Tensor, keep: torch.Tensor, frames: int) -> torch.Tensor:
+    """The DiT's condition input for image-to-video: (B, 1 + C, frames, h, w).
+
+    Channel 0 is 1 where a first frame is given, channels 1.. hold its latent; both live on latent
+    frame 0 only (a causal VAE encodes the first frame alone), and rows with keep=False are all zero.
+    """
+    weight = keep.to(first.dtype).view(-1, 1, 1, 1, 1)
+    frame0 = torch.cat([torch.ones_like(first[:, :1]), first], dim=1) * weight
+    condition = first.new_zeros(first.shape[0], first.shape[1] + 1, frames, *first.shape[3:])
+    condition[:, :, :1] = frame0
+    return condition
 
 
 class Pipeline:
@@ -85,9 +99,11 @@ class Pipeline:
         steps: int | None = None,
         guidance: float | None = None,
         seed: int = 0,
+        image: np.ndarray | None = None,
         progress: bool = False,
     ) -> np.ndarray:
-        """One video, uint8 (T, H, W, 3); the same prompt, settings and seed give the same video."""
+        """One video, uint8 (T, H, W, 3), optionally starting from `image` (uint8 H, W, 3);
+        the same inputs, settings and seed give the same video."""
         frames = self.info.frames if frames is None else frames
         steps = self.info.steps if steps is None else steps
         guidance = self.info.guidance if guidance is None else guidance
@@ -102,20 +118,31 @@ class Pipeline:
             *self.vae.latent_shape(frames, self.info.height, self.info.width)[1:],
         )
         noise = make_noise(shape, seed, device=device)
+        kwargs = self._condition(image, shape, device)
+        states, mask = states.to(device), mask.to(device)
         if guidance == 1.0:
-            velocity = ModelVelocity(self.dit, states.to(device), mask.to(device))
+            velocity = ModelVelocity(self.dit, states, mask, kwargs)
         else:
-            negative_states, negative_mask = self.text_encoder.encode([negative])
-            velocity = ModelGuidance(
-                self.dit,
-                states.to(device),
-                mask.to(device),
-                negative_states.to(device),
-                negative_mask.to(device),
-            )
+            negative_states, negative_mask = (t.to(device) for t in self.text_encoder.encode([negative]))
+            velocity = ModelGuidance(self.dit, states, mask, negative_states, negative_mask, kwargs)
         sigmas = make_sigmas(steps, shift=self.info.shift).to(device)
         latents = sample(
             velocity, noise, sigmas, method=self.info.sampler, guidance=guidance, progress=progress
         )
         video = self.vae.decode(self.vae.denormalize(latents)).clamp(-1, 1)
         return ((video[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+    def _condition(self, image: np.ndarray | None, shape: tuple[int, ...], device: torch.device) -> dict:
+        """The DiT's `condition` input: the first frame's latent when given, else all zeros."""
+        if not self.dit.config.condition_channels:
+            if image is not None:
+                raise KinemaError(
+                    "this model was not trained with first-frame conditioning, so it can't take an image"
+                )
+            return {}
+        first = torch.zeros(1, shape[1], 1, *shape[3:], device=device)
+        if image is not None:
+            frame = resize_crop(check_frames(np.asarray(image)[None]), self.info.width, self.info.height)
+            first = self.vae.normalize(self.vae.encode(to_tensor(frame)[None].to(device)).mean)
+        keep = torch.tensor([image is not None], device=device)
+        return {"condition": first_frame_condition(first, keep, frames=shape[2])}

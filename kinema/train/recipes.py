@@ -26,7 +26,7 @@ from kinema.config import DataConfig, Recipe, find_recipe
 from kinema.data.dataset import make_dataset, make_loader, to_frames, to_tensor
 from kinema.data.shapes import make_clip
 from kinema.diffusion.flow import add_noise, drop_prompts, flow_loss, sample_sigmas
-from kinema.generate.pipeline import Pipeline, PipelineInfo
+from kinema.generate.pipeline import Pipeline, PipelineInfo, first_frame_condition
 from kinema.io import atomic_path, atomic_write_text
 from kinema.models.dit import DiTConfig, VideoDiT
 from kinema.models.losses import vae_loss
@@ -63,6 +63,9 @@ class T2VOptions:
     num_clips: int = 4000  # clips encoded once into the latent cache
     prompt_dropout: float = 0.1
     shift: float = 1.0  # timestep shift while training (1: plain logit-normal)
+    # How often a clip is conditioned on its own first frame (image-to-video); 0 trains text-only.
+    # Needs dit.condition_channels = latent channels + 1 (a mask channel, then the frame's latent).
+    first_frame_prob: float = 0.0
     timestep_mean: float = 0.0
     timestep_std: float = 1.0
 
@@ -121,7 +124,13 @@ class T2VTask:
             self.null_mask.to(x0.device),
             p=opts.prompt_dropout,
         )
-        prediction = model(add_noise(x0, noise, sigma), sigma * 1000.0, states, text_mask=mask)
+        condition = None
+        if self.model.config.condition_channels:
+            keep = torch.rand(len(x0), device=x0.device) < opts.first_frame_prob
+            condition = first_frame_condition(x0[:, :, :1], keep, frames=x0.shape[2])
+        prediction = model(
+            add_noise(x0, noise, sigma), sigma * 1000.0, states, text_mask=mask, condition=condition
+        )
         loss = flow_loss(prediction, x0, noise)
         return loss, {"sigma_mean": float(sigma.mean())}
 
@@ -284,6 +293,18 @@ def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) ->
     if recipe.dit.text_dim != encoder.dim:
         raise ValueError(
             f"dit.text_dim is {recipe.dit.text_dim} but the {encoder.name} encoder gives {encoder.dim}"
+        )
+    latent_channels = cache.latents.shape[1]
+    if recipe.dit.in_channels - recipe.dit.condition_channels != latent_channels:
+        raise ValueError(
+            f"the VAE gives {latent_channels} latent channels but the DiT takes "
+            f"{recipe.dit.in_channels - recipe.dit.condition_channels} (dit.in_channels - dit.condition_channels)"
+        )
+    wanted = latent_channels + 1
+    if recipe.t2v.first_frame_prob > 0 and recipe.dit.condition_channels != wanted:
+        raise ValueError(
+            f"t2v.first_frame_prob > 0 needs dit.condition_channels = latent channels + 1 = {wanted}, "
+            f"got {recipe.dit.condition_channels}"
         )
     torch.manual_seed(recipe.train.seed)
     model = VideoDiT(recipe.dit)

@@ -10,36 +10,68 @@ import pytest
 import torch
 
 from kinema.errors import KinemaError
-from kinema.generate.pipeline import Pipeline, PipelineInfo
+from kinema.generate.pipeline import Pipeline, PipelineInfo, first_frame_condition
 from kinema.io import probe, read_video
 from kinema.models.dit import DiTConfig, VideoDiT
 from kinema.models.text import load_text_encoder
 from kinema.models.vae import CausalVAE, VAEConfig
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
+def tiny_pipeline(out: Path, condition_channels: int = 0) -> Path:
     """A tiny untrained pipeline saved in fp16, as a bundled one is."""
     torch.manual_seed(0)
-    vae = CausalVAE(
-        VAEConfig(latent_channels=4, base_channels=8, channel_multipliers=(1, 2, 2), spatial_downsample=4)
+    vae_config = VAEConfig(
+        latent_channels=4, base_channels=8, channel_multipliers=(1, 2, 2), spatial_downsample=4
     )
-    dit = VideoDiT(
-        DiTConfig(
-            num_attention_heads=2,
-            attention_head_dim=16,
-            in_channels=4,
-            out_channels=4,
-            text_dim=384,
-            ffn_dim=64,
-            num_layers=2,
-            freq_dim=32,
-        )
+    dit_config = DiTConfig(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=4 + condition_channels,
+        out_channels=4,
+        text_dim=384,
+        ffn_dim=64,
+        num_layers=2,
+        freq_dim=32,
+        condition_channels=condition_channels,
     )
     info = PipelineInfo(width=32, height=32, frames=5, fps=8.0, steps=3, guidance=3.0)
-    out = tmp_path_factory.mktemp("pipeline")
-    Pipeline(vae, dit, load_text_encoder("minilm"), info).save_pretrained(out)
-    return out
+    pipeline = Pipeline(CausalVAE(vae_config), VideoDiT(dit_config), load_text_encoder("minilm"), info)
+    return pipeline.save_pretrained(out)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tiny_pipeline(tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="module")
+def i2v_folder(tmp_path_factory) -> Path:
+    return tiny_pipeline(tmp_path_factory.mktemp("i2v"), condition_channels=5)
+
+
+def test_first_frame_condition_layout():
+    first = torch.randn(2, 4, 1, 3, 3)
+    condition = first_frame_condition(first, torch.tensor([True, False]), frames=3)
+    assert condition.shape == (2, 5, 3, 3, 3)
+    assert torch.equal(condition[0, 0, 0], torch.ones(3, 3)) and torch.equal(
+        condition[0, 1:, 0], first[0, :, 0]
+    )
+    assert not condition[0, :, 1:].any() and not condition[1].any()
+
+
+def test_an_image_steers_a_conditioned_model(i2v_folder):
+    pipeline = Pipeline.from_pretrained(i2v_folder)
+    image = np.zeros((48, 40, 3), np.uint8)
+    image[10:30, 10:30] = (255, 0, 0)
+    plain = pipeline.generate("a red square", seed=0)
+    steered = pipeline.generate("a red square", seed=0, image=image)
+    assert steered.shape == plain.shape == (5, 32, 32, 3) and not np.array_equal(plain, steered)
+    assert np.array_equal(steered, pipeline.generate("a red square", seed=0, image=image))
+
+
+def test_an_image_is_refused_by_a_text_only_model(folder):
+    with pytest.raises(KinemaError, match="first-frame conditioning"):
+        Pipeline.from_pretrained(folder).generate("x", image=np.zeros((32, 32, 3), np.uint8))
 
 
 def test_saved_folder_is_fp16_and_loads(folder):
@@ -111,7 +143,7 @@ def test_generate_command_writes_video_grid_and_json(folder, tmp_path):
         (["--frames", "8"], "frames must be 1 + 4k"),
         (["--cfg", "-1"], "number >= 0"),
         (["--steps", "0"], "positive integer"),
-        (["--image", "x.png"], "first-frame conditioning"),
+        (["--image", "missing.png"], "image not found: missing.png"),
     ],
 )
 def test_generate_command_usage_errors(folder, tmp_path, args, fragment):
@@ -124,3 +156,30 @@ def test_generate_command_usage_errors(folder, tmp_path, args, fragment):
 def test_generate_without_a_model_names_the_folder(tmp_path):
     result = kinema("generate", "x", "-o", tmp_path / "o.mp4", "--model", tmp_path / "nope")
     assert result.returncode == 2 and "model folder not found" in result.stderr
+
+
+def test_generate_command_takes_a_first_frame(i2v_folder, folder, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(tmp_path / "first.png")
+    result = kinema(
+        "generate",
+        "a square",
+        "-o",
+        tmp_path / "o.mp4",
+        "--model",
+        i2v_folder,
+        "--image",
+        tmp_path / "first.png",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    refused = kinema(
+        "generate", "a square", "-o", tmp_path / "p.mp4", "--model", folder, "--image", tmp_path / "first.png"
+    )
+    assert refused.returncode == 2 and "first-frame conditioning" in refused.stderr
+    (tmp_path / "bad.png").write_text("not an image")
+    unreadable = kinema(
+        "generate", "a", "-o", tmp_path / "q.mp4", "--model", i2v_folder, "--image", tmp_path / "bad.png"
+    )
+    assert unreadable.returncode == 2 and "can't read image" in unreadable.stderr

@@ -100,6 +100,23 @@ def test_bundled_recipes_load_and_fit_the_size_budget():
     vae_recipe = load_config(VAERecipe, "vae_shapes")
     t2v_recipe = load_config(T2VRecipe, "t2v_shapes")
     vae, dit = CausalVAE(vae_recipe.vae), VideoDiT(t2v_recipe.dit)
-    assert vae.latent_shape(17, 64, 64) == (16, 5, 8, 8) and dit.config.in_channels == 16
+    assert vae.latent_shape(17, 64, 64) == (16, 5, 8, 8) and dit.config.latent_channels == 16
     fp16_megabytes = 2 * sum(p.numel() for m in (vae, dit) for p in m.parameters()) / 1e6
     assert fp16_megabytes <= 25, fp16_megabytes
+
+
+def test_t2v_learns_image_to_video_when_asked(vae_folder, tmp_path):
+    recipe = t2v_recipe(vae_folder, tmp_path, 2)
+    recipe.t2v.first_frame_prob = 0.5
+    with pytest.raises(ValueError, match="condition_channels = latent channels \\+ 1 = 5"):
+        train_t2v(recipe, progress=False)
+    recipe.dit.in_channels, recipe.dit.condition_channels = 9, 5
+    result = train_t2v(recipe, progress=False)
+    assert result.step == 2 and VideoDiT.from_pretrained(tmp_path / "final").config.condition_channels == 5
+
+
+def test_t2v_refuses_a_dit_that_does_not_fit_the_vae_latents(vae_folder, tmp_path):
+    recipe = t2v_recipe(vae_folder, tmp_path, 1)
+    recipe.dit.in_channels = recipe.dit.out_channels = 6
+    with pytest.raises(ValueError, match="the VAE gives 4 latent channels but the DiT takes 6"):
+        train_t2v(recipe, progress=False)
