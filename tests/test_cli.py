@@ -22,6 +22,10 @@ SUBCOMMANDS = [
     ["config", "show"],
     ["eval"],
     ["sweep"],
+    ["train"],
+    ["train", "vae"],
+    ["train", "t2v"],
+    ["generate"],
 ]
 
 
@@ -272,3 +276,16 @@ def test_sweep_writes_a_table_json_and_reports(tmp_path):
 )
 def test_sweep_usage_errors(args, fragment, tmp_path):
     assert_one_line_error(kinema("sweep", *args, "--out", tmp_path), 2, fragment)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["vae", "no_such_recipe"], "recipe 'no_such_recipe' not found"),
+        (["vae", "vae_shapes", "vae.latent_channel=8"], "unknown config key 'vae.latent_channel'"),
+        (["t2v", "t2v_shapes", "train.steps=0"], "train.steps must be >= 1"),
+        (["t2v", "t2v_shapes", "dit.num_layers=many"], "dit.num_layers"),
+    ],
+)
+def test_train_usage_errors(args, fragment, tmp_path):
+    assert_one_line_error(kinema("train", *args, f"train.out_dir={tmp_path}"), 2, fragment)
