@@ -445,9 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default 0)")
     sweep.add_argument(
         "--generator",
-        required=True,
+        default="kinema.generate.pipeline:sweep_generator",
         metavar="MODULE:FUNCTION",
-        help="generate(prompt, seed, **{PARAM: value}) -> (frames, fps); also FILE.py:FUNCTION",
+        help="generate(prompt, seed, **{PARAM: value}) -> (frames, fps); also FILE.py:FUNCTION "
+        "(default: the bundled pipeline, whose settings are steps, cfg, frames and negative)",
     )
     sweep.add_argument("--out", required=True, help="output folder (reruns resume)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")

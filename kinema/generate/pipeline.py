@@ -7,9 +7,11 @@ and the defaults the model was trained for (size, frames, fps, steps, guidance, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,6 +68,10 @@ class Pipeline:
     def from_pretrained(cls, folder: str | Path = BUNDLED, device: str = "cpu") -> Pipeline:
         """Load a pipeline folder (the bundled shapes model by default) in fp32 on `device`."""
         folder = Path(folder)
+        if folder == BUNDLED and not folder.is_dir():
+            raise KinemaError(
+                f"no bundled model at {folder} yet: train one (docs/training.md) and pass its folder"
+            )
         if not (folder / INFO_NAME).is_file():
             raise KinemaError(f"{folder}: not a pipeline folder (no {INFO_NAME} beside vae/ and dit/)")
         info = PipelineInfo(**json.loads((folder / INFO_NAME).read_text(encoding="utf-8")))
@@ -146,3 +152,21 @@ class Pipeline:
             first = self.vae.normalize(self.vae.encode(to_tensor(frame)[None].to(device)).mean)
         keep = torch.tensor([image is not None], device=device)
         return {"condition": first_frame_condition(first, keep, frames=shape[2])}
+
+
+@functools.cache
+def _cached_pipeline(folder: str) -> Pipeline:
+    return Pipeline.from_pretrained(folder)
+
+
+def sweep_generator(
+    prompt: str, seed: int, model: str | Path = BUNDLED, cfg: float | None = None, **settings: Any
+) -> tuple[np.ndarray, float]:
+    """A pipeline (the bundled one by default, loaded once) as a `kinema sweep` generator.
+
+    `settings` are `generate`'s (steps, guidance, frames, negative); `cfg` is another name for guidance.
+    """
+    if cfg is not None:
+        settings["guidance"] = cfg
+    pipeline = _cached_pipeline(str(model))
+    return pipeline.generate(prompt, seed=seed, **settings), pipeline.info.fps

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kinema.errors import KinemaError
-from kinema.generate.pipeline import Pipeline, PipelineInfo, first_frame_condition
+from kinema.generate.pipeline import Pipeline, PipelineInfo, first_frame_condition, sweep_generator
 from kinema.io import probe, read_video
 from kinema.models.dit import DiTConfig, VideoDiT
 from kinema.models.text import load_text_encoder
@@ -183,3 +183,11 @@ def test_generate_command_takes_a_first_frame(i2v_folder, folder, tmp_path):
         "generate", "a", "-o", tmp_path / "q.mp4", "--model", i2v_folder, "--image", tmp_path / "bad.png"
     )
     assert unreadable.returncode == 2 and "can't read image" in unreadable.stderr
+
+
+def test_sweep_generator_runs_a_pipeline_with_sweep_settings(folder):
+    frames, fps = sweep_generator("a red circle", seed=4, model=folder, cfg=1.0, steps=2)
+    pipeline = Pipeline.from_pretrained(folder)
+    assert fps == 8.0 and np.array_equal(
+        frames, pipeline.generate("a red circle", seed=4, guidance=1.0, steps=2)
+    )
