@@ -27,7 +27,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from kinema.io import write_video
-from kinema.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from kinema.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 
 @dataclass
@@ -243,7 +249,9 @@ def train(
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(config))
     sampler = EpochBatches(len(dataset), config.batch_size, config.seed, runtime.rank, runtime.world_size)
-    step = first_step = _resume(out_dir, model, ema, optimizer, scheduler, sampler) if resume else 0
+    step = first_step = (
+        _resume(out_dir, model, ema, optimizer, scheduler, sampler, runtime.rank) if resume else 0
+    )
     # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, which a
     # resumed run has just restored, and the two runs would part ways.
     worker_seeds = torch.Generator().manual_seed(config.seed + step)
@@ -334,19 +342,25 @@ def _state(model, ema, optimizer, scheduler, data_position: dict[str, int]) -> d
 
 
 def _save(out_dir: Path, step: int, state: dict[str, Any], keep_last: int, runtime: Runtime) -> Path:
-    """Rank 0 writes; everyone waits, so no rank runs ahead of a checkpoint it may need."""
+    """Rank 0 writes, with every rank's RNG states; everyone waits, so no rank runs ahead of it."""
+    if dist.is_initialized():
+        ranks: list[Any] = [None] * runtime.world_size
+        dist.all_gather_object(ranks, rng_state())
+        state = {**state, "rng_ranks": ranks}
     path = save_checkpoint(out_dir / "checkpoints", step, state, keep_last) if runtime.main else None
     if dist.is_initialized():
         dist.barrier()
     return path or out_dir / "checkpoints" / f"step_{step:08d}.pt"
 
 
-def _resume(out_dir: Path, model, ema, optimizer, scheduler, sampler: EpochBatches) -> int:
-    """Load the newest checkpoint into everything; return its step (0 when there is none)."""
+def _resume(out_dir: Path, model, ema, optimizer, scheduler, sampler: EpochBatches, rank: int) -> int:
+    """Load the newest checkpoint into everything, this rank's RNG included; return its step (0 if none)."""
     path = latest_checkpoint(out_dir / "checkpoints")
     if path is None:
         return 0
     state = load_checkpoint(path)
+    if "rng_ranks" in state:
+        set_rng_state(state["rng_ranks"][rank])
     model.load_state_dict(state["model"])
     ema.load_state_dict(state["ema"])
     optimizer.load_state_dict(state["optimizer"])

@@ -167,32 +167,40 @@ sys.path.insert(0, {tests!r})
 from test_loop import Regression, regression_data, config
 from kinema.train.loop import train
 import torch.distributed as dist
-out = Path(sys.argv[1])
-result = train(Regression(seed=dist.get_rank() if dist.is_initialized() else 0), regression_data(), config(out, steps=6), progress=False)
+out, mode = Path(sys.argv[1]), sys.argv[2]
+torch.manual_seed(0)
+task = Regression(seed=int(sys.argv[3]), crash_at_call=5 if mode == "crash" else None)
+result = train(task, regression_data(), config(out, steps=6, checkpoint_every=2), resume=mode == "resume", progress=False)
 flat = torch.cat([p.detach().flatten() for p in result.ema.parameters()])
 rank = dist.get_rank()
-(out / f"rank{{rank}}.json").write_text(json.dumps({{"world": dist.get_world_size(), "params": flat.tolist()}}))
+(out / f"{{mode}}_rank{{rank}}.json").write_text(json.dumps({{"world": dist.get_world_size(), "params": flat.tolist()}}))
 """
 
 
-def test_two_processes_with_torchrun_keep_identical_replicas(tmp_path):
+def torchrun(script: Path, out: Path, mode: str, seed: int) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    return subprocess.run(
+        [*command, str(script), str(out), mode, str(seed)], capture_output=True, text=True, timeout=240
+    )
+
+
+def test_two_processes_with_torchrun_keep_identical_replicas_and_resume_exactly(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(script),
-        str(tmp_path),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    straight = torchrun(script, tmp_path / "a", "straight", seed=0)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "a" / f"straight_rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
     assert ranks[0]["params"] == ranks[1]["params"]
-    # Different seeds built different models; DDP's broadcast made them one, and training moved it.
+    # Training moved the model away from where it started.
     initial = torch.cat([p.flatten() for p in Regression(seed=0).model.parameters()]).tolist()
     assert ranks[0]["params"] != initial
-    assert len(list_checkpoints(tmp_path / "run" / "checkpoints")) >= 1
+    # Die after the step-4 checkpoint, then resume from another init: each rank must get its own
+    # RNG streams back (they differ: the loop seeds seed + rank) to land on the straight run's weights.
+    assert torchrun(script, tmp_path / "b", "crash", seed=0).returncode != 0
+    assert [p.name for p in list_checkpoints(tmp_path / "b" / "run" / "checkpoints")][
+        -1
+    ] == "step_00000004.pt"
+    resumed = torchrun(script, tmp_path / "b", "resume", seed=7)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((tmp_path / "b" / "resume_rank1.json").read_text())["params"] == ranks[1]["params"]
