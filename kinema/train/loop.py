@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
@@ -170,6 +170,26 @@ def warmup_cosine(config: LoopConfig) -> Callable[[int], float]:
     return multiplier
 
 
+def ema_with_warmup(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], Any], None]:
+    """An EMA update whose decay after n updates is min(decay, (1 + n) / (10 + n)).
+
+    A fixed 0.999 would keep half its weight on the first 700 steps' random-ish weights until
+    step 700 and more; the warmup lets early weights fade fast, as diffusers' EMAModel does.
+    """
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: Any) -> None:
+        n = int(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # integer buffers, e.g. counters
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(c)
+
+    return update
+
+
 def autocast(device: torch.device, precision: str) -> Any:
     """bf16 autocast on CUDA (or when asked for), plain fp32 otherwise."""
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
@@ -242,7 +262,7 @@ def train(
     out_dir = Path(config.out_dir)
     torch.manual_seed(config.seed + runtime.rank)
     model = task.model.to(runtime.device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True)
     wrapped = nn.parallel.DistributedDataParallel(model) if runtime.world_size > 1 else model
     optimizer = torch.optim.AdamW(
         param_groups(model, config.weight_decay), lr=config.lr, betas=(config.beta1, config.beta2)

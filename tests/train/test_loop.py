@@ -204,3 +204,23 @@ def test_two_processes_with_torchrun_keep_identical_replicas_and_resume_exactly(
     resumed = torchrun(script, tmp_path / "b", "resume", seed=7)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((tmp_path / "b" / "resume_rank1.json").read_text())["params"] == ranks[1]["params"]
+
+
+def test_ema_warmup_forgets_the_first_weights_fast():
+    from torch.optim.swa_utils import AveragedModel
+
+    from kinema.train.loop import ema_with_warmup
+
+    model = nn.Linear(1, 1, bias=False)
+    ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(0.999), use_buffers=True)
+    with torch.no_grad():
+        model.weight.fill_(10.0)
+    ema.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema.update_parameters(model)  # n = 1: decay (1 + 1) / (10 + 1)
+    assert ema.module.weight.item() == pytest.approx(10.0 * 2 / 11)
+    for _ in range(300):
+        ema.update_parameters(model)
+    # A fixed 0.999 would still hold 10 * 0.999**301 = 7.4 of the first weights.
+    assert ema.module.weight.item() < 0.01
