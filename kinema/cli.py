@@ -7,7 +7,7 @@ import json
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -156,8 +156,8 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"scored {counts['ok']} of {counts['count']} videos in {time.perf_counter() - started:.1f} s")
 
 
-def _existing(path: str | None, what: str, test: object) -> None:
-    if path is not None and not test(Path(path)):  # type: ignore[operator]
+def _existing(path: str | None, what: str, test: Callable[[Path], bool]) -> None:
+    if path is not None and not test(Path(path)):
         raise KinemaError(f"{what} not found: {path}")
 
 

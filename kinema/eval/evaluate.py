@@ -295,13 +295,16 @@ def format_table(summary: dict[str, Any], columns: Iterable[str] | None = None) 
         if row["status"] != "ok":
             lines.append([row["path"], f"error: {row['error']}"])
             continue
-        values = [_cell(row["metrics"].get(c)) for c in columns]
+        values = [format_number(row["metrics"].get(c)) for c in columns]
         reference = row.get("reference") or {}
-        lines.append([row["path"], *values, _cell(reference.get("psnr_mean")), _check_cell(row.get("check"))])
+        lines.append(
+            [row["path"], *values, format_number(reference.get("psnr_mean")), _check_cell(row.get("check"))]
+        )
     return _align(lines)
 
 
-def _cell(value: float | None) -> str:
+def format_number(value: float | None) -> str:
+    """A metric for a console table: 3 decimals, 1 above 100, '-' when missing."""
     if value is None:
         return "-"
     return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"

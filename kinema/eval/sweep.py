@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from kinema.eval.evaluate import Evaluation, evaluate
+from kinema.eval.evaluate import Evaluation, evaluate, format_number
 from kinema.io import atomic_write_text, write_video
 
 Generator = Callable[..., tuple[np.ndarray, float]]
@@ -147,14 +147,8 @@ def format_sweep(result: dict[str, Any]) -> str:
     lines = [header]
     for row in result["rows"]:
         cells = [str(row[param]), f"{row['seconds_per_video']:.2f}"]
-        cells += [_number(row["metrics"].get(n)) for n in metric_names]
-        cells += [_number(row["checker"].get(n)) for n in check_names]
+        cells += [format_number(row["metrics"].get(n)) for n in metric_names]
+        cells += [format_number(row["checker"].get(n)) for n in check_names]
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines)
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"

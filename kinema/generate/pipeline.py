@@ -83,8 +83,7 @@ class Pipeline:
         """Write vae/, dit/ and kinema.json; weights are stored as `dtype` (fp16 for shipping)."""
         folder = Path(folder)
         self.vae.save_pretrained(folder / "vae", dtype=dtype)
-        self.dit.to(dtype).save_pretrained(folder / "dit")
-        self.dit.float()
+        self.dit.save_pretrained(folder / "dit", dtype=dtype)
         atomic_write_text(folder / INFO_NAME, json.dumps(dataclasses.asdict(self.info), indent=2) + "\n")
         return folder
 

@@ -483,11 +483,11 @@ class VideoDiT(nn.Module):
         x = x.reshape(x.shape[0], *grid, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write `config.json` and `model.safetensors` into `folder` and return it."""
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write `config.json` and `model.safetensors` (cast to `dtype`, e.g. float16) into `folder`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in self.state_dict().items()}
         with atomic_path(folder / "model.safetensors") as tmp:
             save_file(state, str(tmp), metadata={"format": "pt"})
         config = {"_class_name": type(self).__name__, **self.config.to_dict()}

@@ -159,7 +159,9 @@ class LatentCache(Dataset):
 
 
 @torch.no_grad()
-def build_latent_cache(recipe: T2VRecipe, path: Path, progress: bool = True) -> LatentCache:
+def build_latent_cache(
+    recipe: T2VRecipe, path: Path, encoder: TextEncoder | None = None, progress: bool = True
+) -> LatentCache:
     """Encode `t2v.num_clips` clips with the frozen VAE and their captions with the text encoder, once.
 
     The cache records which VAE, encoder and data made it; a cache made differently is rebuilt.
@@ -170,7 +172,7 @@ def build_latent_cache(recipe: T2VRecipe, path: Path, progress: bool = True) -> 
     if _cache_provenance(path) == provenance:
         return LatentCache(path)
     vae = load_vae(recipe.t2v.vae).eval()
-    encoder = load_text_encoder(recipe.t2v.text_encoder)
+    encoder = encoder or load_text_encoder(recipe.t2v.text_encoder)
     dataset = make_dataset(recipe.data, seed=recipe.train.seed)
     if len(dataset) < recipe.t2v.num_clips:
         raise ValueError(
@@ -287,8 +289,8 @@ def train_vae(recipe: VAERecipe, resume: bool = False, progress: bool = True) ->
 def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) -> TrainResult:
     """Cache latents and prompt embeddings, train the DiT on them, and save the EMA weights to out_dir/final."""
     out = Path(recipe.train.out_dir)
-    cache = build_latent_cache(recipe, out / "cache" / "latents.safetensors", progress=progress)
     encoder = load_text_encoder(recipe.t2v.text_encoder)
+    cache = build_latent_cache(recipe, out / "cache" / "latents.safetensors", encoder, progress=progress)
     null_states, null_mask = encoder.empty()
     if recipe.dit.text_dim != encoder.dim:
         raise ValueError(
