@@ -293,16 +293,22 @@ def _all_frames(container, stream, path, start: float, end: float | None) -> lis
 
 def _frames_at(container, stream, targets: list[float], tol: float, path) -> Iterator[av.VideoFrame]:
     """Yield, for each target time, the first frame within `tol` of it or after it."""
-    k, position = 0, 0.0
+    k, position, sought = 0, 0.0, -1
+
+    def far(k: int) -> bool:
+        # Seek at most once per target: when its keyframe lies far before it (a long GOP), decode on.
+        return targets[k] - position > SEEK_GAP_SECONDS and sought != k
+
     while k < len(targets):
-        if targets[k] - position > SEEK_GAP_SECONDS:
+        if far(k):
             _seek(container, stream, targets[k])
+            sought = k
         for frame in _decoded_frames(container, stream, path):
             position = _frame_time(frame, stream, path)
             while k < len(targets) and position >= targets[k] - tol:
                 yield frame
                 k += 1
-            if k == len(targets) or targets[k] - position > SEEK_GAP_SECONDS:
+            if k == len(targets) or far(k):
                 break
         else:
             return

@@ -341,6 +341,16 @@ def test_sparse_sampling_seeks(long_clip, long_frames, monkeypatch, kwargs, indi
     assert 0 < decoded[0] < 100
 
 
+@pytest.mark.timeout(60)
+def test_a_window_far_past_the_only_keyframe_is_decoded_not_sought_forever(tmp_path):
+    """One keyframe at 0 s: seeking to 4 s lands there again, so the reader must decode forward."""
+    clip = make_clip(tmp_path / "one_gop.mp4", "-g", "1000", "-sc_threshold", "0", seconds=6)
+    every, _ = read_video(clip)
+    frames, fps = read_video(clip, num_frames=5, fps=25.0, start=4.0)
+    assert fps == 25.0
+    np.testing.assert_array_equal(frames, every[100:105])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "argument"),
     [
