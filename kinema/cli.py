@@ -86,9 +86,10 @@ def _given(args: argparse.Namespace, *names: str) -> list[tuple[str, object]]:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    from kinema.data.manifest import ClipRecord, relative_to_manifest, write_manifest
     from kinema.io.video import VideoError, probe
 
-    failed = 0
+    failed, records = 0, []
     for path in args.files:
         try:
             info = probe(path)
@@ -99,6 +100,9 @@ def _probe(args: argparse.Namespace) -> int:
             else:
                 print(f"kinema: error: {e}", file=sys.stderr)
             continue
+        if args.manifest:
+            where = relative_to_manifest(path, args.manifest)
+            records.append(ClipRecord(where, info.fps, info.num_frames, info.width, info.height))
         if args.json:
             print(json.dumps(info.to_dict()))
         else:
@@ -107,6 +111,9 @@ def _probe(args: argparse.Namespace) -> int:
                 f"{info.num_frames} frames, {info.duration:.2f} s, rotation {info.rotation}, "
                 f"{'audio' if info.has_audio else 'no audio'}"
             )
+    if args.manifest:
+        write_manifest(args.manifest, records)
+        print(f"wrote {args.manifest}: {len(records)} clips", file=sys.stderr if args.json else sys.stdout)
     return 2 if failed else 0
 
 
@@ -156,6 +163,38 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"scored {counts['ok']} of {counts['count']} videos in {time.perf_counter() - started:.1f} s")
 
 
+def _reconstruct(args: argparse.Namespace) -> None:
+    import itertools
+
+    from kinema.eval.reconstruction import file_clips, score_reconstructions, shapes_clips
+    from kinema.io import atomic_write_text
+    from kinema.models.vae import load_vae
+
+    if not args.inputs and not args.shapes:
+        raise KinemaError("give video files to reconstruct, or --shapes N")
+    _existing(args.vae, "VAE folder", Path.is_dir)
+    for path in args.inputs:
+        _existing(path, "video", Path.is_file)
+    width, height = args.size
+    vae = load_vae(args.vae)
+    held_out = shapes_clips(args.shapes or 0, width, height, args.frames)
+    clips = itertools.chain(file_clips(args.inputs, args.frames), held_out)
+    started = time.perf_counter()
+    scores = score_reconstructions(
+        vae, clips, width=width, height=height, max_frames=args.frames, progress=not args.quiet
+    )
+    for row in scores["clips"] if args.inputs else []:
+        print(f"{row['name']}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f} ({row['frames']} frames)")
+    print(
+        f"{scores['count']} clips at {width}x{height}: PSNR {scores['psnr']:.2f} dB over all pixels "
+        f"(clip mean {scores['psnr_clip_mean']:.2f}), SSIM {scores['ssim']:.4f}, "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    if args.json:
+        atomic_write_text(args.json, json.dumps(scores, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
 def _existing(path: str | None, what: str, test: Callable[[Path], bool]) -> None:
     if path is not None and not test(Path(path)):
         raise KinemaError(f"{what} not found: {path}")
@@ -196,6 +235,17 @@ def _write_outputs(args: argparse.Namespace, summary: dict, thumbnails: dict) ->
         print(f"wrote {args.report}")
 
 
+def _read_prompts(path: str) -> list[str]:
+    """Prompts from a text file (one per line) or a manifest.jsonl (its captions)."""
+    from kinema.data.manifest import read_manifest
+
+    _existing(path, "prompts file", Path.is_file)
+    if path.endswith(".jsonl"):
+        return [record.caption for record in read_manifest(path) if record.caption]
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
+
 def _sweep(args: argparse.Namespace) -> None:
     from kinema.eval.report import write_report, write_sweep_report
     from kinema.eval.sweep import format_sweep, load_generator, parse_sweep, run_sweep
@@ -207,13 +257,8 @@ def _sweep(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise KinemaError(str(e)) from None
     prompts = list(args.prompt or [])
-    if args.prompts:
-        _existing(args.prompts, "prompts file", Path.is_file)
-        prompts += [
-            line.strip()
-            for line in Path(args.prompts).read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
+    for path in args.prompts or []:
+        prompts += _read_prompts(path)
     if not prompts:
         raise KinemaError("give at least one --prompt or a --prompts file")
     out = Path(args.out)
@@ -358,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe = data_commands.add_parser("probe", parents=[common], help="print what is in video files")
     probe.add_argument("files", nargs="+", metavar="FILE")
     probe.add_argument("--json", action="store_true", help="one JSON object per line")
+    probe.add_argument(
+        "--manifest", metavar="OUT.jsonl", help="also list the readable files as a training manifest"
+    )
     probe.set_defaults(run=_probe)
 
     preview = data_commands.add_parser(
@@ -434,6 +482,24 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--quiet", action="store_true", help="no progress bar")
     scoring.set_defaults(run=_eval)
 
+    recon = commands.add_parser(
+        "reconstruct",
+        parents=[common],
+        help="score a VAE's round trip (encode, decode) on videos or held-out shapes clips: PSNR, SSIM",
+    )
+    recon.add_argument(
+        "inputs", nargs="*", metavar="VIDEO", help="video files (resized and cropped to --size)"
+    )
+    recon.add_argument("--vae", required=True, metavar="DIR", help="a saved VAE folder")
+    recon.add_argument("--shapes", type=_positive_int, metavar="N", help="also N held-out shapes-world clips")
+    recon.add_argument("--size", type=_even_size, default=(64, 64), help="WxH clips are cut to (default 64)")
+    recon.add_argument(
+        "--frames", type=_positive_int, default=17, help="frames per clip, at most (default 17)"
+    )
+    recon.add_argument("--json", metavar="OUT", help="write per-clip scores as JSON")
+    recon.add_argument("--quiet", action="store_true", help="no progress bar")
+    recon.set_defaults(run=_reconstruct)
+
     sweep = commands.add_parser(
         "sweep",
         parents=[common],
@@ -441,7 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("sweep", metavar="PARAM=V1,V2,...", help="e.g. steps=10,20,50 or cfg=1,3,6")
     sweep.add_argument("--prompt", action="append", help="a prompt (repeatable)")
-    sweep.add_argument("--prompts", metavar="FILE", help="a text file with one prompt per line")
+    sweep.add_argument(
+        "--prompts",
+        metavar="FILE",
+        action="append",
+        help="a text file with one prompt per line, or a "
+        "manifest.jsonl whose captions are the prompts (repeatable)",
+    )
     sweep.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default 0)")
     sweep.add_argument(
         "--generator",

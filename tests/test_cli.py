@@ -26,6 +26,7 @@ SUBCOMMANDS = [
     ["train", "vae"],
     ["train", "t2v"],
     ["generate"],
+    ["reconstruct"],
 ]
 
 
@@ -147,6 +148,18 @@ def test_probe_reports_good_and_bad_files(tmp_path):
     assert "empty" in bad["error"]
 
 
+def test_probe_writes_a_manifest_of_the_readable_files(tmp_path):
+    kinema("data", "synth", "shapes", "--num", 2, "--out", tmp_path, "--quiet")
+    clips = sorted((tmp_path / "clips").glob("*.mp4"))
+    (tmp_path / "empty.mp4").touch()
+    manifest = tmp_path / "real" / "manifest.jsonl"
+    result = kinema("data", "probe", *clips, tmp_path / "empty.mp4", "--manifest", manifest)
+    assert result.returncode == 2 and f"wrote {manifest}: 2 clips" in result.stdout
+    records = read_manifest(manifest)
+    assert [(r.num_frames, r.width, r.fps) for r in records] == [(17, 64, 8.0)] * 2
+    assert records[0].path == str(clips[0].resolve())  # outside the manifest's folder: absolute
+
+
 def test_preview_loads_a_batch_and_saves_the_resolved_config(tmp_path):
     out = tmp_path / "grid.png"
     result = kinema(
@@ -260,6 +273,22 @@ def test_sweep_writes_a_table_json_and_reports(tmp_path):
     table = json.loads((out / "sweep.json").read_text())
     assert [row["videos"] for row in table["rows"]] == [2, 2]
     assert (out / "report.html").is_file() and (out / "level=60" / "report.html").is_file()
+
+
+def test_sweep_takes_prompts_from_text_files_and_manifests(tmp_path):
+    generator = tmp_path / "gen.py"
+    generator.write_text(GENERATOR)
+    kinema("data", "synth", "shapes", "--num", 2, "--out", tmp_path / "data", "--quiet")
+    captions = [r.caption for r in read_manifest(tmp_path / "data" / "manifest.jsonl")]
+    (tmp_path / "prompts.txt").write_text("a lamp\n\n  a desk  \n")
+    sources = ["--prompts", tmp_path / "prompts.txt", "--prompts", tmp_path / "data" / "manifest.jsonl"]
+    out = tmp_path / "sweep"
+    result = kinema(
+        "sweep", "level=0", *sources, "--generator", f"{generator}:brightness", "--out", out, "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    prompts = [json.loads(p.read_text())["prompt"] for p in sorted((out / "level=0").glob("*.json"))]
+    assert sorted(prompts) == sorted(["a lamp", "a desk", *captions])
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -87,15 +88,28 @@ class CausalState:
 
 
 class CausalConv3d(nn.Conv3d):
-    """3D convolution that sees only the current and past time-steps; before the start is the first frame."""
+    """3D convolution that sees only the current and past time-steps; before the start is the first frame.
+
+    `time_kernel` (default `kernel`) sets how many time-steps it sees; 1 makes it a per-frame 2D convolution.
+    """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel: int = 3, stride: tuple[int, ...] = (1, 1, 1)
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int = 3,
+        stride: tuple[int, ...] = (1, 1, 1),
+        time_kernel: int | None = None,
     ):
+        time_kernel = kernel if time_kernel is None else time_kernel
         super().__init__(
-            in_channels, out_channels, kernel, stride=stride, padding=(0, kernel // 2, kernel // 2)
+            in_channels,
+            out_channels,
+            (time_kernel, kernel, kernel),
+            stride=stride,
+            padding=(0, kernel // 2, kernel // 2),
         )
-        self.time_pad = kernel - 1
+        self.time_pad = time_kernel - 1
 
     def forward(self, x: torch.Tensor, state: CausalState | None = None) -> torch.Tensor:
         """Convolve (B, C, T, H, W); with a state, continue the sequence that earlier chunks started."""
@@ -126,14 +140,14 @@ class FrameGroupNorm(nn.GroupNorm):
 
 
 class ResBlock(nn.Module):
-    """Two causal 3x3x3 convolutions with per-frame GroupNorm and SiLU, plus a skip connection."""
+    """Two causal (time_kernel)x3x3 convolutions with per-frame GroupNorm and SiLU, plus a skip connection."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm_groups: int):
+    def __init__(self, in_channels: int, out_channels: int, norm_groups: int, time_kernel: int = 3):
         super().__init__()
         self.norm1 = FrameGroupNorm(math.gcd(in_channels, norm_groups), in_channels)
-        self.conv1 = CausalConv3d(in_channels, out_channels)
+        self.conv1 = CausalConv3d(in_channels, out_channels, time_kernel=time_kernel)
         self.norm2 = FrameGroupNorm(math.gcd(out_channels, norm_groups), out_channels)
-        self.conv2 = CausalConv3d(out_channels, out_channels)
+        self.conv2 = CausalConv3d(out_channels, out_channels, time_kernel=time_kernel)
         self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, state: CausalState | None = None) -> torch.Tensor:
@@ -144,31 +158,34 @@ class ResBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve H and W (and T if `time`) with a strided causal convolution."""
+    """Halve H and W (if `space`) and T (if `time`) with a strided causal convolution."""
 
-    def __init__(self, channels: int, time: bool):
+    def __init__(self, channels: int, space: bool, time: bool, time_kernel: int = 3):
         super().__init__()
-        self.conv = CausalConv3d(channels, channels, stride=(2 if time else 1, 2, 2))
+        s = 2 if space else 1
+        stride = (2 if time else 1, s, s)
+        self.conv = CausalConv3d(channels, channels, stride=stride, time_kernel=3 if time else time_kernel)
 
     def forward(self, x: torch.Tensor, state: CausalState | None = None) -> torch.Tensor:
-        """(B, C, T, H, W) -> (B, C, T', H/2, W/2), T' = 1 + (T - 1) / 2 when halving time."""
+        """(B, C, T, H, W) -> (B, C, T', H', W'), T' = 1 + (T - 1) / 2 when halving time."""
         return self.conv(x, state)
 
 
 class Upsample(nn.Module):
-    """Double H and W (and T if `time`) by nearest repetition, then a causal convolution.
+    """Double H and W (if `space`) and T (if `time`) by nearest repetition, then a causal convolution.
 
     In time every step becomes two, except the stream's very first, which stays one: 1 + k -> 1 + 2k.
     """
 
-    def __init__(self, channels: int, time: bool):
+    def __init__(self, channels: int, space: bool, time: bool, time_kernel: int = 3):
         super().__init__()
-        self.time = time
-        self.conv = CausalConv3d(channels, channels)
+        self.space, self.time = space, time
+        self.conv = CausalConv3d(channels, channels, time_kernel=3 if time else time_kernel)
 
     def forward(self, x: torch.Tensor, state: CausalState | None = None) -> torch.Tensor:
-        """(B, C, T, H, W) -> (B, C, T', 2H, 2W)."""
-        x = F.interpolate(x, scale_factor=(2 if self.time else 1, 2, 2), mode="nearest")
+        """(B, C, T, H, W) -> (B, C, T', H', W')."""
+        s = 2 if self.space else 1
+        x = F.interpolate(x, scale_factor=(2 if self.time else 1, s, s), mode="nearest")
         if self.time and (state is None or state.position == 0):
             x = x[:, :, 1:]
         return self.conv(x, state)
@@ -176,16 +193,22 @@ class Upsample(nn.Module):
 
 @dataclass
 class VAEConfig:
-    """Shape of a CausalVAE. The defaults are the demo VAE: 64x64x17 clips -> 16 x 5 x 8 x 8 latents."""
+    """Shape of a CausalVAE. The defaults (8x space, 4x time) turn 64x64x17 clips into 16 x 5 x 8 x 8 latents."""
 
     in_channels: int = 3
     latent_channels: int = 16
     base_channels: int = 32
-    # One entry per resolution level, so log2(spatial_downsample) + 1 entries.
+    # One entry per resolution level: 1 + max(log2(spatial_downsample / patch_size), log2(temporal)).
     channel_multipliers: tuple[int, ...] = (1, 1, 2, 2)
     num_res_blocks: int = 1  # per encoder level; the decoder has one more, as in most VAEs
-    spatial_downsample: int = 8
+    spatial_downsample: int = 8  # in all, patch_size included
     temporal_downsample: int = 4
+    # Pixels per side folded into channels before the first convolution (as LTX-Video's and Wan 2.2's
+    # VAEs do): no convolution then runs at full resolution, which is most of a small VAE's cost.
+    patch_size: int = 1
+    # Time-steps each convolution sees, except those that halve or double time. 1 with
+    # temporal_downsample 1 makes a per-frame image autoencoder, which trains several times faster.
+    time_kernel: int = 3
     norm_groups: int = 8  # groups per GroupNorm, reduced to gcd(channels, norm_groups)
 
     def __post_init__(self) -> None:
@@ -194,26 +217,36 @@ class VAEConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that is out of range."""
-        for name in ("in_channels", "latent_channels", "base_channels", "num_res_blocks", "norm_groups"):
+        names = (
+            "in_channels",
+            "latent_channels",
+            "base_channels",
+            "num_res_blocks",
+            "norm_groups",
+            "time_kernel",
+        )
+        for name in names:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not _is_power_of_two(self.spatial_downsample):
             raise ValueError(
                 f"spatial_downsample must be a power of two (4, 8, ...), got {self.spatial_downsample}"
             )
-        levels = int(math.log2(self.spatial_downsample)) + 1
+        if not _is_power_of_two(self.temporal_downsample):
+            raise ValueError(
+                f"temporal_downsample must be a power of two, e.g. 1 or 4; got {self.temporal_downsample}"
+            )
+        if not _is_power_of_two(self.patch_size) or self.patch_size > self.spatial_downsample:
+            raise ValueError(
+                f"patch_size must be a power of two no larger than spatial_downsample "
+                f"({self.spatial_downsample}), got {self.patch_size}"
+            )
+        levels = _num_stages(self) + 1
         if len(self.channel_multipliers) != levels or min(self.channel_multipliers) < 1:
             raise ValueError(
                 f"channel_multipliers must be {levels} positive numbers for spatial_downsample "
-                f"{self.spatial_downsample}, got {list(self.channel_multipliers)}"
-            )
-        if (
-            not _is_power_of_two(self.temporal_downsample)
-            or self.temporal_downsample > self.spatial_downsample
-        ):
-            raise ValueError(
-                f"temporal_downsample must be a power of two no larger than spatial_downsample "
-                f"({self.spatial_downsample}), e.g. 1 or 4; got {self.temporal_downsample}"
+                f"{self.spatial_downsample}, patch_size {self.patch_size} and temporal_downsample "
+                f"{self.temporal_downsample}, got {list(self.channel_multipliers)}"
             )
 
     @classmethod
@@ -237,10 +270,24 @@ def _level_channels(config: VAEConfig) -> list[int]:
     return [config.base_channels * m for m in config.channel_multipliers]
 
 
+def _space_stages(config: VAEConfig) -> int:
+    """How many resampling stages halve H and W: the convolutions' share of spatial_downsample."""
+    return int(math.log2(config.spatial_downsample // config.patch_size))
+
+
+def _num_stages(config: VAEConfig) -> int:
+    """Resampling stages between resolution levels: enough to halve space and time as often as asked."""
+    return max(_space_stages(config), int(math.log2(config.temporal_downsample)))
+
+
+def _halves_space(config: VAEConfig, level: int) -> bool:
+    """Whether the resampling between `level` and `level + 1` halves H and W (the finest ones do)."""
+    return level < _space_stages(config)
+
+
 def _halves_time(config: VAEConfig, level: int) -> bool:
-    """Whether the resampling between `level` and `level + 1` also halves time (the coarsest ones do)."""
-    downsamples = len(config.channel_multipliers) - 1
-    return level >= downsamples - int(math.log2(config.temporal_downsample))
+    """Whether the resampling between `level` and `level + 1` halves time (the coarsest ones do)."""
+    return level >= _num_stages(config) - int(math.log2(config.temporal_downsample))
 
 
 def _run_blocks(
@@ -261,24 +308,29 @@ class Encoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         channels = _level_channels(config)
-        self.conv_in = CausalConv3d(config.in_channels, channels[0])
+        self.patch_size = config.patch_size
+        tk = config.time_kernel
+        self.conv_in = CausalConv3d(config.in_channels * config.patch_size**2, channels[0], time_kernel=tk)
         blocks: list[nn.Module] = []
         width = channels[0]
         for level, out in enumerate(channels):
             for _ in range(config.num_res_blocks):
-                blocks.append(ResBlock(width, out, config.norm_groups))
+                blocks.append(ResBlock(width, out, config.norm_groups, tk))
                 width = out
             if level < len(channels) - 1:
-                blocks.append(Downsample(width, _halves_time(config, level)))
-        blocks.append(ResBlock(width, width, config.norm_groups))
+                space, time = _halves_space(config, level), _halves_time(config, level)
+                blocks.append(Downsample(width, space, time, tk))
+        blocks.append(ResBlock(width, width, config.norm_groups, tk))
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = FrameGroupNorm(math.gcd(width, config.norm_groups), width)
-        self.conv_out = CausalConv3d(width, 2 * config.latent_channels)
+        self.conv_out = CausalConv3d(width, 2 * config.latent_channels, time_kernel=tk)
 
     def forward(
         self, x: torch.Tensor, state: CausalState | None = None, use_checkpoint: bool = False
     ) -> torch.Tensor:
         """Encode a video, or the next chunk of a stream when given its state."""
+        p = self.patch_size
+        x = rearrange(x, "b c t (h p) (w q) -> b (c p q) t h w", p=p, q=p)
         x = _run_blocks(self.blocks, self.conv_in(x, state), state, use_checkpoint)
         return self.conv_out(F.silu(self.norm_out(x)), state)
 
@@ -290,24 +342,29 @@ class Decoder(nn.Module):
         super().__init__()
         channels = _level_channels(config)
         width = channels[-1]
-        self.conv_in = CausalConv3d(config.latent_channels, width)
-        blocks: list[nn.Module] = [ResBlock(width, width, config.norm_groups)]
+        tk = config.time_kernel
+        self.conv_in = CausalConv3d(config.latent_channels, width, time_kernel=tk)
+        blocks: list[nn.Module] = [ResBlock(width, width, config.norm_groups, tk)]
         for level in reversed(range(len(channels))):
             for _ in range(config.num_res_blocks + 1):
-                blocks.append(ResBlock(width, channels[level], config.norm_groups))
+                blocks.append(ResBlock(width, channels[level], config.norm_groups, tk))
                 width = channels[level]
             if level > 0:
-                blocks.append(Upsample(width, _halves_time(config, level - 1)))
+                space, time = _halves_space(config, level - 1), _halves_time(config, level - 1)
+                blocks.append(Upsample(width, space, time, tk))
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = FrameGroupNorm(math.gcd(width, config.norm_groups), width)
-        self.conv_out = CausalConv3d(width, config.in_channels)
+        self.patch_size = config.patch_size
+        self.conv_out = CausalConv3d(width, config.in_channels * config.patch_size**2, time_kernel=tk)
 
     def forward(
         self, z: torch.Tensor, state: CausalState | None = None, use_checkpoint: bool = False
     ) -> torch.Tensor:
         """Decode latents, or the next chunk of a stream when given its state."""
         x = _run_blocks(self.blocks, self.conv_in(z, state), state, use_checkpoint)
-        return self.conv_out(F.silu(self.norm_out(x)), state)
+        x = self.conv_out(F.silu(self.norm_out(x)), state)
+        p = self.patch_size
+        return rearrange(x, "b (c p q) t h w -> b c t (h p) (w q)", p=p, q=p)
 
 
 class VideoVAE(nn.Module):

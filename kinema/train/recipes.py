@@ -26,6 +26,8 @@ from kinema.config import DataConfig, Recipe, find_recipe
 from kinema.data.dataset import make_dataset, make_loader, to_frames, to_tensor
 from kinema.data.shapes import make_clip
 from kinema.diffusion.flow import add_noise, drop_prompts, flow_loss, sample_sigmas
+from kinema.errors import ConfigError
+from kinema.eval.reconstruction import HELD_OUT_SEED
 from kinema.generate.pipeline import Pipeline, PipelineInfo, first_frame_condition
 from kinema.io import atomic_path, atomic_write_text
 from kinema.models.dit import DiTConfig, VideoDiT
@@ -52,6 +54,7 @@ class VAERecipe:
     vae: VAEConfig = field(default_factory=VAEConfig)
     loss: VAELoss = field(default_factory=VAELoss)
     train: LoopConfig = field(default_factory=LoopConfig)
+    init: str = ""  # a saved VAE folder to fine-tune from; its config must equal `vae`
 
 
 @dataclass
@@ -220,11 +223,20 @@ SAMPLE_PROMPTS = (
 
 
 def _held_out_clips(data: DataConfig, frames: int) -> torch.Tensor:
-    """Fixed clips the model never trains on, (N, C, T, H, W) in [-1, 1], to watch reconstructions."""
+    """Fixed clips to watch reconstructions on, (N, C, T, H, W) in [-1, 1].
+
+    The shapes world's test split (`frames` long), which training never renders; for footage, the
+    dataset's first clips, as long as training's.
+    """
+    if data.source != "shapes":
+        dataset = make_dataset(data, train=False)
+        return torch.stack([dataset[i]["video"] for i in range(min(SAMPLE_CLIPS, len(dataset)))])
     shapes = dataclasses.replace(
         data.shapes, width=data.width, height=data.height, frames=frames, split="test"
     )
-    return torch.stack([to_tensor(make_clip(shapes, i, seed=12345).frames) for i in range(SAMPLE_CLIPS)])
+    return torch.stack(
+        [to_tensor(make_clip(shapes, i, seed=HELD_OUT_SEED).frames) for i in range(SAMPLE_CLIPS)]
+    )
 
 
 def vae_sampler(recipe: VAERecipe) -> Callable[[nn.Module, int, Logger], None]:
@@ -247,17 +259,21 @@ def vae_sampler(recipe: VAERecipe) -> Callable[[nn.Module, int, Logger], None]:
     return on_sample
 
 
-def t2v_sampler(recipe: T2VRecipe, encoder: TextEncoder) -> Callable[[nn.Module, int, Logger], None]:
-    """A hook that generates the sample prompts with the EMA model and writes the videos."""
-    vae = load_vae(recipe.t2v.vae).eval()
-    info = PipelineInfo(
+def pipeline_info(recipe: T2VRecipe) -> PipelineInfo:
+    """What a pipeline trained by this recipe makes by default: the training clips' size, length and fps."""
+    return PipelineInfo(
         text_encoder=recipe.t2v.text_encoder,
         width=recipe.data.width,
         height=recipe.data.height,
         frames=recipe.data.frames,
         fps=recipe.data.fps,
-        steps=20,
     )
+
+
+def t2v_sampler(recipe: T2VRecipe, encoder: TextEncoder) -> Callable[[nn.Module, int, Logger], None]:
+    """A hook that generates the sample prompts with the EMA model and writes the videos."""
+    vae = load_vae(recipe.t2v.vae).eval()
+    info = pipeline_info(recipe)
 
     def on_sample(model: nn.Module, step: int, logger: Logger) -> None:
         was_training = model.training
@@ -272,7 +288,7 @@ def t2v_sampler(recipe: T2VRecipe, encoder: TextEncoder) -> Callable[[nn.Module,
 def train_vae(recipe: VAERecipe, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train the VAE, then measure its latent scale and shift and save the EMA weights to out_dir/final."""
     torch.manual_seed(recipe.train.seed)
-    model = CausalVAE(recipe.vae)
+    model = _initial_vae(recipe)
     dataset = make_dataset(recipe.data, seed=recipe.train.seed)
     task = VAETask(model, recipe.loss)
     result = train(
@@ -284,6 +300,21 @@ def train_vae(recipe: VAERecipe, resume: bool = False, progress: bool = True) ->
     final.measure_latent_stats(batches)
     final.save_pretrained(Path(recipe.train.out_dir) / "final")
     return result
+
+
+def _initial_vae(recipe: VAERecipe) -> CausalVAE:
+    """A fresh VAE, or the one in `recipe.init` to fine-tune (which must have the recipe's shape)."""
+    if not recipe.init:
+        return CausalVAE(recipe.vae)
+    if not (Path(recipe.init) / "config.json").is_file():
+        raise ConfigError(f"init: no saved VAE at {recipe.init} (a folder with config.json)")
+    model = CausalVAE.from_pretrained(recipe.init).train()
+    saved, wanted = dataclasses.asdict(model.config), dataclasses.asdict(recipe.vae)
+    differ = sorted(k for k in wanted if saved[k] != wanted[k])
+    if differ:
+        details = ", ".join(f"vae.{k}: recipe {wanted[k]}, saved {saved[k]}" for k in differ)
+        raise ConfigError(f"init {recipe.init} does not match the recipe's vae section ({details})")
+    return model
 
 
 def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -314,4 +345,8 @@ def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) ->
     sampler = t2v_sampler(recipe, encoder)
     result = train(task, cache, recipe.train, resume=resume, progress=progress, on_sample=sampler)
     result.ema.save_pretrained(out / "final")
+    # A ready-to-run (and ready-to-ship) fp16 pipeline: kinema generate --model OUT/pipeline.
+    Pipeline(load_vae(recipe.t2v.vae), result.ema, encoder, pipeline_info(recipe)).save_pretrained(
+        out / "pipeline"
+    )
     return result

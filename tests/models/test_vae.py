@@ -78,6 +78,32 @@ def test_eight_x_space():
     assert model.decode(z).shape == (1, 3, 5, 16, 16)
 
 
+# The demo VAE's layout: pixels folded 4x4 into channels, per-frame convolutions, no time compression.
+PATCHED_PER_FRAME = {"patch_size": 4, "channel_multipliers": (1,), "temporal_downsample": 1, "time_kernel": 1}
+
+
+@torch.no_grad()
+def test_patchified_vae_shapes():
+    per_frame = tiny_vae(**PATCHED_PER_FRAME)
+    assert per_frame.encode(video(3)).mean.shape == (1, 4, 3, 4, 4)
+    assert not any(isinstance(m, torch.nn.Conv3d) and m.stride[1] > 1 for m in per_frame.modules())
+    # patch 2 leaves one halving of space to a convolution; time halves in the coarsest two stages.
+    mixed = tiny_vae(patch_size=2, spatial_downsample=8)
+    assert mixed.encode(video(9)).mean.shape == (1, 4, 3, 2, 2)
+    assert mixed.decode(mixed.encode(video(9)).mean).shape == (1, 3, 9, 16, 16)
+
+
+@torch.no_grad()
+def test_per_frame_vae_keeps_frames_apart():
+    model = tiny_vae(**PATCHED_PER_FRAME)
+    x = video(4)
+    base = model.encode(x).mean
+    bumped = x.clone()
+    bumped[:, :, 2] = -bumped[:, :, 2]
+    changed = (model.encode(bumped).mean - base).abs().amax(dim=(0, 1, 3, 4))
+    assert changed[[0, 1, 3]].max() == 0 and changed[2] > 1e-3
+
+
 @pytest.mark.parametrize(
     ("shape", "message"),
     [
@@ -99,6 +125,14 @@ def test_bad_latents_and_configs_raise(vae):
         VAEConfig(channel_multipliers=(1, 2), spatial_downsample=8)
     with pytest.raises(ValueError, match="temporal_downsample must be a power of two"):
         VAEConfig(temporal_downsample=3)
+    with pytest.raises(
+        ValueError, match="patch_size must be a power of two no larger than spatial_downsample"
+    ):
+        VAEConfig(patch_size=16)
+    with pytest.raises(ValueError, match="patch_size must be a power of two"):
+        VAEConfig(patch_size=3)
+    with pytest.raises(ValueError, match="time_kernel must be >= 1"):
+        VAEConfig(time_kernel=0)
 
 
 @torch.no_grad()
@@ -129,9 +163,11 @@ def test_decoder_is_causal(vae):
 
 @torch.no_grad()
 @pytest.mark.parametrize("chunk", [1, 2])
-@pytest.mark.parametrize("time", [4, 1])
-def test_streaming_decode_matches_one_shot(chunk, time):
-    model = tiny_vae(temporal_downsample=time)
+@pytest.mark.parametrize(
+    ("time", "layout"), [(4, {}), (1, {}), (4, {"patch_size": 2}), (1, PATCHED_PER_FRAME)]
+)
+def test_streaming_decode_matches_one_shot(chunk, time, layout):
+    model = tiny_vae(**{**layout, "temporal_downsample": time})
     z = torch.randn(1, 4, 5, 4, 4, generator=torch.Generator().manual_seed(2))
     whole = model.decode(z)
     state = model.start_decode()

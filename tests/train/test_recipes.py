@@ -5,9 +5,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from kinema.config import load_config
-from kinema.io import probe
+from kinema.data.manifest import ClipRecord, write_manifest
+from kinema.data.shapes import ShapesConfig, make_clip
+from kinema.errors import ConfigError
+from kinema.generate.pipeline import Pipeline
+from kinema.io import probe, write_video
 from kinema.models.dit import VideoDiT
 from kinema.models.vae import CausalVAE, load_vae
 from kinema.train.checkpoint import list_checkpoints
@@ -58,6 +63,33 @@ def test_vae_recipe_trains_and_saves_a_loadable_vae_with_latent_stats(vae_folder
     assert 0 < last["sample/psnr"] < 60
 
 
+def test_vae_recipe_fine_tunes_from_init_on_footage(vae_folder, tmp_path):
+    clips = tmp_path / "clips"
+    for i in range(2):  # real, decoded mp4 footage (the shapes world written to files)
+        write_video(
+            clips / f"clip{i}.mp4", make_clip(ShapesConfig(width=48, height=40, frames=12), i).frames, 8.0
+        )
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(manifest, [ClipRecord(f"clips/clip{i}.mp4", 8.0, 12, 48, 40) for i in range(2)])
+    base = [*TINY_DATA, *TINY_VAE, f"data.source={manifest}", "loss.stats_batches=1"]
+    recipe = load_config(VAERecipe, None, [*base, f"init={vae_folder}", *loop(tmp_path / "ft", 2)])
+    start = load_vae(vae_folder).state_dict()
+    train_vae(recipe, progress=False)
+    tuned = load_vae(tmp_path / "ft" / "final").state_dict()
+    # It started from init: the output conv moved a little in 2 steps, not to a fresh random draw.
+    moved = (tuned["decoder.conv_out.weight"] - start["decoder.conv_out.weight"]).abs().max()
+    assert 0 < moved < 0.05
+    wrong = load_config(VAERecipe, None, [*base, f"init={vae_folder}", "vae.latent_channels=8"])
+    with pytest.raises(
+        ConfigError,
+        match=r"does not match the recipe's vae section \(vae.latent_channels: recipe 8, saved 4\)",
+    ):
+        train_vae(wrong, progress=False)
+    missing = load_config(VAERecipe, None, [*base, f"init={tmp_path / 'nowhere'}"])
+    with pytest.raises(ConfigError, match="init: no saved VAE at"):
+        train_vae(missing, progress=False)
+
+
 def t2v_recipe(vae_folder: Path, out: Path, steps: int, clips: int = 8) -> T2VRecipe:
     options = [f"t2v.vae={vae_folder}", f"t2v.num_clips={clips}"]
     return load_config(T2VRecipe, None, [*TINY_DATA, *TINY_DIT, *options, *loop(out, steps)])
@@ -87,6 +119,14 @@ def test_t2v_recipe_trains_resumes_and_exports(vae_folder, tmp_path):
     assert probe(tmp_path / "b" / "samples" / "samples_00000004.mp4").num_frames == 5
     model = VideoDiT.from_pretrained(tmp_path / "b" / "final")
     assert model.config.text_dim == 384 and model.config.num_layers == 2
+    # The run also leaves a whole fp16 pipeline that generates what the EMA model does.
+    pipeline = Pipeline.from_pretrained(tmp_path / "b" / "pipeline")
+    assert (pipeline.info.width, pipeline.info.frames) == (32, 5)
+    assert (
+        load_file(tmp_path / "b" / "pipeline" / "dit" / "model.safetensors")["proj_out.weight"].dtype
+        == torch.float16
+    )
+    assert pipeline.generate("a red circle moving right", steps=2).shape == (5, 32, 32, 3)
 
 
 def test_t2v_refuses_a_text_width_the_encoder_does_not_give(vae_folder, tmp_path):
@@ -100,7 +140,7 @@ def test_bundled_recipes_load_and_fit_the_size_budget():
     vae_recipe = load_config(VAERecipe, "vae_shapes")
     t2v_recipe = load_config(T2VRecipe, "t2v_shapes")
     vae, dit = CausalVAE(vae_recipe.vae), VideoDiT(t2v_recipe.dit)
-    assert vae.latent_shape(17, 64, 64) == (16, 5, 8, 8) and dit.config.latent_channels == 16
+    assert vae.latent_shape(17, 64, 64) == (8, 17, 16, 16) and dit.config.latent_channels == 8
     fp16_megabytes = 2 * sum(p.numel() for m in (vae, dit) for p in m.parameters()) / 1e6
     assert fp16_megabytes <= 25, fp16_megabytes
 
