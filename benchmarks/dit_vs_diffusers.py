@@ -80,22 +80,23 @@ def compare(name: str, size: tuple, device: torch.device, repeats: int) -> None:
     text = torch.randn(batch, TEXT_TOKENS, config["text_dim"], device=device)
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
 
-    def forward(model: torch.nn.Module, is_ours: bool) -> torch.Tensor:
-        with autocast:
-            if is_ours:
-                return ours(latents, timesteps, text)
-            return theirs(latents, timesteps, text, return_dict=False)[0]
+    forwards = {
+        "ours": (ours, lambda: ours(latents, timesteps, text)),
+        "diffusers": (theirs, lambda: theirs(latents, timesteps, text, return_dict=False)[0]),
+    }
 
-    def inference(model: torch.nn.Module, is_ours: bool) -> Callable[[], None]:
+    def inference(model: torch.nn.Module, forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
         def run() -> None:
-            with torch.no_grad():
-                forward(model, is_ours)
+            with torch.no_grad(), autocast:
+                forward()
 
         return run
 
-    def training(model: torch.nn.Module, is_ours: bool) -> Callable[[], None]:
+    def training(model: torch.nn.Module, forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
         def run() -> None:
-            forward(model, is_ours).float().square().mean().backward()
+            with autocast:
+                loss = forward().float().square().mean()
+            loss.backward()
             model.zero_grad(set_to_none=True)
 
         return run
@@ -104,7 +105,7 @@ def compare(name: str, size: tuple, device: torch.device, repeats: int) -> None:
     tokens = math.prod(latent_shape[1:]) // math.prod(config["patch_size"])
     print(f"\n{name}: {params:.1f}M params, batch {batch} x {tokens} tokens")
     for label, make in (("forward", inference), ("forward+backward", training)):
-        runs = {"ours": make(ours, True), "diffusers": make(theirs, False)}
+        runs = {key: make(model, forward) for key, (model, forward) in forwards.items()}
         for run in runs.values():  # warm up
             run()
         times: dict[str, list[float]] = {key: [] for key in runs}

@@ -270,9 +270,10 @@ def pipeline_info(recipe: T2VRecipe) -> PipelineInfo:
     )
 
 
-def t2v_sampler(recipe: T2VRecipe, encoder: TextEncoder) -> Callable[[nn.Module, int, Logger], None]:
+def t2v_sampler(
+    recipe: T2VRecipe, vae: nn.Module, encoder: TextEncoder
+) -> Callable[[nn.Module, int, Logger], None]:
     """A hook that generates the sample prompts with the EMA model and writes the videos."""
-    vae = load_vae(recipe.t2v.vae).eval()
     info = pipeline_info(recipe)
 
     def on_sample(model: nn.Module, step: int, logger: Logger) -> None:
@@ -342,11 +343,10 @@ def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) ->
     torch.manual_seed(recipe.train.seed)
     model = VideoDiT(recipe.dit)
     task = T2VTask(model, recipe.t2v, null_states, null_mask)
-    sampler = t2v_sampler(recipe, encoder)
+    vae = load_vae(recipe.t2v.vae).eval()
+    sampler = t2v_sampler(recipe, vae, encoder)
     result = train(task, cache, recipe.train, resume=resume, progress=progress, on_sample=sampler)
     result.ema.save_pretrained(out / "final")
     # A ready-to-run (and ready-to-ship) fp16 pipeline: kinema generate --model OUT/pipeline.
-    Pipeline(load_vae(recipe.t2v.vae), result.ema, encoder, pipeline_info(recipe)).save_pretrained(
-        out / "pipeline"
-    )
+    Pipeline(vae, result.ema, encoder, pipeline_info(recipe)).save_pretrained(out / "pipeline")
     return result
