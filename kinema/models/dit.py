@@ -11,6 +11,9 @@ strictly and give the same output. What we add on top:
 `in_channels` counts every input channel, exactly as in Wan: Wan I2V has in_channels=36 = 16 latents
 + 4 mask + 16 image latents. `condition_channels` says how many of them arrive through `condition`,
 so forward takes latents with `in_channels - condition_channels` channels plus the condition.
+A time patch pt > 1 groups latent frames pt at a time; when their count is not a multiple of pt,
+the first frame is repeated in front until it fills a group of its own (as a causal VAE keeps it
+alone), and the repeats are cropped from the output: 1 + 4k latent frames make 1 + k token frames.
 Block-causal attention runs one SDPA call per chunk over the keys it may see, instead of a dense
 boolean mask: nothing of size tokens² is built, and CUDA keeps its flash/efficient kernels.
 """
@@ -412,7 +415,8 @@ class VideoDiT(nn.Module):
     ) -> Tensor:
         """Predict (B, out_channels, F, H, W) from latents (B, C, F, H, W) at Wan timesteps (0..1000).
 
-        timesteps: a number, (B,) or (B, F) per latent frame. text_mask: (B, L) bool, True = real token.
+        timesteps: a number, (B,) or (B, F) per latent frame (per token frame if pt > 1).
+        text_mask: (B, L) bool, True = real token.
         actions: (B, F) ints. With a cache, latents are the new frames only, placed at `start_frame`
         (default cache.next_frame); they attend to the cache and, if `update_cache`, are appended to it.
         Block-causal chunks are counted from the first new frame.
@@ -425,12 +429,19 @@ class VideoDiT(nn.Module):
             or _attention_problem(attention, chunk_frames)
         )
         b, _, f, h, w = latents.shape
-        grid = (f // c.patch_size[0], h // c.patch_size[1], w // c.patch_size[2])
+        grid = (-(-f // c.patch_size[0]), h // c.patch_size[1], w // c.patch_size[2])
         tokens_per_frame = grid[1] * grid[2]
         start = start_frame if start_frame is not None else cache.next_frame if cache is not None else 0
         _raise(_cache_problem(cache, start, b, tokens_per_frame, update_cache))
+        repeats = -f % c.patch_size[0]
+        if repeats and start > 0:
+            _raise(
+                f"{f} latent frames after the start must be a multiple of the time patch {c.patch_size[0]}"
+            )
         if condition is not None:
             latents = torch.cat([latents, condition.to(latents.dtype)], dim=1)
+        if repeats:
+            latents = torch.cat([latents[:, :, :1].expand(-1, -1, repeats, -1, -1), latents], dim=2)
 
         x = self.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()
         temb, temb6 = self._time_embedding(timesteps, actions, b)
@@ -450,7 +461,7 @@ class VideoDiT(nn.Module):
 
         shift, scale = (self.scale_shift_table + temb.unsqueeze(2)).unsqueeze(3).unbind(2)
         x = _modulate(self.norm_out(x.float()), shift, scale).type_as(x)
-        return self._unpatchify(self.proj_out(x), grid)
+        return self._unpatchify(self.proj_out(x), grid)[:, :, repeats:]
 
     def _time_embedding(self, timesteps: Tensor, actions: Tensor | None, batch: int) -> tuple[Tensor, Tensor]:
         """Time (+ action) embedding (B, F or 1, D) and its 6-way block modulation (B, F or 1, 6, D)."""
@@ -549,11 +560,11 @@ def _input_problem(
     if latents.ndim != 5:
         return f"latents must be (B, C, F, H, W), got shape {tuple(latents.shape)}"
     b, ch, f, h, w = latents.shape
-    frames = f // c.patch_size[0]
+    frames = -(-f // c.patch_size[0])  # token frames: the first frame fills a group alone if need be
     if ch != c.latent_channels:
         return f"latents have {ch} channels, the model takes {c.latent_channels} (in less condition channels)"
-    if f % c.patch_size[0] or h % c.patch_size[1] or w % c.patch_size[2]:
-        return f"latent size F×H×W = {f}×{h}×{w} is not divisible by patch_size {c.patch_size}"
+    if h % c.patch_size[1] or w % c.patch_size[2]:
+        return f"latent size H×W = {h}×{w} is not divisible by the patch's {c.patch_size[1:]}"
     if timesteps.ndim == 0 or tuple(timesteps.shape) not in ((b,), (b, frames)):
         return f"timesteps must be (B,) = ({b},) or (B, F) = ({b}, {frames}), got {tuple(timesteps.shape)}"
     if text_states.ndim != 3 or text_states.shape[0] != b or text_states.shape[2] != c.text_dim:

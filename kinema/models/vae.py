@@ -198,7 +198,8 @@ class VAEConfig:
     in_channels: int = 3
     latent_channels: int = 16
     base_channels: int = 32
-    # One entry per resolution level: 1 + max(log2(spatial_downsample / patch_size), log2(temporal)).
+    # One entry per resolution level: 1 + max(log2(spatial_downsample / patch_size),
+    # log2(temporal_downsample / time_patch)).
     channel_multipliers: tuple[int, ...] = (1, 1, 2, 2)
     num_res_blocks: int = 1  # per encoder level; the decoder has one more, as in most VAEs
     spatial_downsample: int = 8  # in all, patch_size included
@@ -206,6 +207,9 @@ class VAEConfig:
     # Pixels per side folded into channels before the first convolution (as LTX-Video's and Wan 2.2's
     # VAEs do): no convolution then runs at full resolution, which is most of a small VAE's cost.
     patch_size: int = 1
+    # Frames folded into channels the same way, part of temporal_downsample. To stay causal the first
+    # frame is repeated to fill a group of its own, so 1 + k*time_patch frames give 1 + k groups.
+    time_patch: int = 1
     # Time-steps each convolution sees, except those that halve or double time. 1 with
     # temporal_downsample 1 makes a per-frame image autoencoder, which trains several times faster.
     time_kernel: int = 3
@@ -224,6 +228,7 @@ class VAEConfig:
             "num_res_blocks",
             "norm_groups",
             "time_kernel",
+            "time_patch",
         )
         for name in names:
             if getattr(self, name) < 1:
@@ -240,6 +245,11 @@ class VAEConfig:
             raise ValueError(
                 f"patch_size must be a power of two no larger than spatial_downsample "
                 f"({self.spatial_downsample}), got {self.patch_size}"
+            )
+        if not _is_power_of_two(self.time_patch) or self.time_patch > self.temporal_downsample:
+            raise ValueError(
+                f"time_patch must be a power of two no larger than temporal_downsample "
+                f"({self.temporal_downsample}), got {self.time_patch}"
             )
         levels = _num_stages(self) + 1
         if len(self.channel_multipliers) != levels or min(self.channel_multipliers) < 1:
@@ -275,9 +285,14 @@ def _space_stages(config: VAEConfig) -> int:
     return int(math.log2(config.spatial_downsample // config.patch_size))
 
 
+def _time_stages(config: VAEConfig) -> int:
+    """How many resampling stages halve time: the convolutions' share of temporal_downsample."""
+    return int(math.log2(config.temporal_downsample // config.time_patch))
+
+
 def _num_stages(config: VAEConfig) -> int:
     """Resampling stages between resolution levels: enough to halve space and time as often as asked."""
-    return max(_space_stages(config), int(math.log2(config.temporal_downsample)))
+    return max(_space_stages(config), _time_stages(config))
 
 
 def _halves_space(config: VAEConfig, level: int) -> bool:
@@ -287,7 +302,20 @@ def _halves_space(config: VAEConfig, level: int) -> bool:
 
 def _halves_time(config: VAEConfig, level: int) -> bool:
     """Whether the resampling between `level` and `level + 1` halves time (the coarsest ones do)."""
-    return level >= _num_stages(config) - int(math.log2(config.temporal_downsample))
+    return level >= _num_stages(config) - _time_stages(config)
+
+
+def _fold(x: torch.Tensor, space: int, time: int, first_chunk: bool) -> torch.Tensor:
+    """Pixels (B, C, T, H, W) -> (B, C*time*space², T', H/space, W/space), frame 0 filling a group alone."""
+    if first_chunk and time > 1:
+        x = torch.cat([x[:, :, :1].expand(-1, -1, time - 1, -1, -1), x], dim=2)
+    return rearrange(x, "b c (t r) (h p) (w q) -> b (c r p q) t h w", r=time, p=space, q=space)
+
+
+def _unfold(x: torch.Tensor, space: int, time: int, first_chunk: bool) -> torch.Tensor:
+    """The inverse of `_fold`: the copies of frame 0 that filled its group are dropped."""
+    x = rearrange(x, "b (c r p q) t h w -> b c (t r) (h p) (w q)", r=time, p=space, q=space)
+    return x[:, :, time - 1 :] if first_chunk else x
 
 
 def _run_blocks(
@@ -308,9 +336,10 @@ class Encoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         channels = _level_channels(config)
-        self.patch_size = config.patch_size
+        self.patch_size, self.time_patch = config.patch_size, config.time_patch
         tk = config.time_kernel
-        self.conv_in = CausalConv3d(config.in_channels * config.patch_size**2, channels[0], time_kernel=tk)
+        folded = config.in_channels * config.time_patch * config.patch_size**2
+        self.conv_in = CausalConv3d(folded, channels[0], time_kernel=tk)
         blocks: list[nn.Module] = []
         width = channels[0]
         for level, out in enumerate(channels):
@@ -329,8 +358,8 @@ class Encoder(nn.Module):
         self, x: torch.Tensor, state: CausalState | None = None, use_checkpoint: bool = False
     ) -> torch.Tensor:
         """Encode a video, or the next chunk of a stream when given its state."""
-        p = self.patch_size
-        x = rearrange(x, "b c t (h p) (w q) -> b (c p q) t h w", p=p, q=p)
+        first_chunk = state is None or state.position == 0
+        x = _fold(x, self.patch_size, self.time_patch, first_chunk)
         x = _run_blocks(self.blocks, self.conv_in(x, state), state, use_checkpoint)
         return self.conv_out(F.silu(self.norm_out(x)), state)
 
@@ -354,8 +383,9 @@ class Decoder(nn.Module):
                 blocks.append(Upsample(width, space, time, tk))
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = FrameGroupNorm(math.gcd(width, config.norm_groups), width)
-        self.patch_size = config.patch_size
-        self.conv_out = CausalConv3d(width, config.in_channels * config.patch_size**2, time_kernel=tk)
+        self.patch_size, self.time_patch = config.patch_size, config.time_patch
+        folded = config.in_channels * config.time_patch * config.patch_size**2
+        self.conv_out = CausalConv3d(width, folded, time_kernel=tk)
 
     def forward(
         self, z: torch.Tensor, state: CausalState | None = None, use_checkpoint: bool = False
@@ -363,8 +393,8 @@ class Decoder(nn.Module):
         """Decode latents, or the next chunk of a stream when given its state."""
         x = _run_blocks(self.blocks, self.conv_in(z, state), state, use_checkpoint)
         x = self.conv_out(F.silu(self.norm_out(x)), state)
-        p = self.patch_size
-        return rearrange(x, "b (c p q) t h w -> b c t (h p) (w q)", p=p, q=p)
+        first_chunk = state is None or state.position == 0
+        return _unfold(x, self.patch_size, self.time_patch, first_chunk)
 
 
 class VideoVAE(nn.Module):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,13 +261,14 @@ def vae_sampler(recipe: VAERecipe) -> Callable[[nn.Module, int, Logger], None]:
 
 
 def pipeline_info(recipe: T2VRecipe) -> PipelineInfo:
-    """What a pipeline trained by this recipe makes by default: the training clips' size, length and fps."""
+    """What a pipeline trained by this recipe makes by default: its clips' size, length, fps and shift."""
     return PipelineInfo(
         text_encoder=recipe.t2v.text_encoder,
         width=recipe.data.width,
         height=recipe.data.height,
         frames=recipe.data.frames,
         fps=recipe.data.fps,
+        shift=recipe.t2v.shift,
     )
 
 
@@ -324,22 +326,7 @@ def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) ->
     encoder = load_text_encoder(recipe.t2v.text_encoder)
     cache = build_latent_cache(recipe, out / "cache" / "latents.safetensors", encoder, progress=progress)
     null_states, null_mask = encoder.empty()
-    if recipe.dit.text_dim != encoder.dim:
-        raise ValueError(
-            f"dit.text_dim is {recipe.dit.text_dim} but the {encoder.name} encoder gives {encoder.dim}"
-        )
-    latent_channels = cache.latents.shape[1]
-    if recipe.dit.in_channels - recipe.dit.condition_channels != latent_channels:
-        raise ValueError(
-            f"the VAE gives {latent_channels} latent channels but the DiT takes "
-            f"{recipe.dit.in_channels - recipe.dit.condition_channels} (dit.in_channels - dit.condition_channels)"
-        )
-    wanted = latent_channels + 1
-    if recipe.t2v.first_frame_prob > 0 and recipe.dit.condition_channels != wanted:
-        raise ValueError(
-            f"t2v.first_frame_prob > 0 needs dit.condition_channels = latent channels + 1 = {wanted}, "
-            f"got {recipe.dit.condition_channels}"
-        )
+    _check_dit_fits(recipe, encoder, latent_channels=cache.latents.shape[1])
     torch.manual_seed(recipe.train.seed)
     model = VideoDiT(recipe.dit)
     task = T2VTask(model, recipe.t2v, null_states, null_mask)
@@ -350,3 +337,30 @@ def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) ->
     # A ready-to-run (and ready-to-ship) fp16 pipeline: kinema generate --model OUT/pipeline.
     Pipeline(vae, result.ema, encoder, pipeline_info(recipe)).save_pretrained(out / "pipeline")
     return result
+
+
+def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: int) -> None:
+    """Raise ValueError if the DiT can't take this encoder's text or these latents; warn if too narrow."""
+    dit = recipe.dit
+    if dit.text_dim != encoder.dim:
+        raise ValueError(f"dit.text_dim is {dit.text_dim} but the {encoder.name} encoder gives {encoder.dim}")
+    if dit.in_channels - dit.condition_channels != latent_channels:
+        raise ValueError(
+            f"the VAE gives {latent_channels} latent channels but the DiT takes "
+            f"{dit.in_channels - dit.condition_channels} (dit.in_channels - dit.condition_channels)"
+        )
+    wanted = latent_channels + 1
+    if recipe.t2v.first_frame_prob > 0 and dit.condition_channels != wanted:
+        raise ValueError(
+            f"t2v.first_frame_prob > 0 needs dit.condition_channels = latent channels + 1 = {wanted}, "
+            f"got {dit.condition_channels}"
+        )
+    values = latent_channels * math.prod(dit.patch_size)
+    if values >= dit.dim:
+        # The output layer maps dim features to a patch's values, so it can reach only a dim-wide
+        # subspace of them: the rest of the noise in the velocity target is lost, and the loss stalls.
+        warnings.warn(
+            f"each DiT token carries {values} latent values but the model is {dit.dim} wide, so its "
+            "loss will stall well above zero: use smaller patches or a wider model",
+            stacklevel=2,
+        )

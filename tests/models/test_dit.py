@@ -314,6 +314,51 @@ def test_bf16_runs_close_to_fp32(model):
     assert out.dtype == torch.bfloat16 and _max_diff(out.float(), full) / full.abs().max() < 0.05
 
 
+@torch.no_grad()
+def test_a_time_patch_matches_diffusers():
+    torch.manual_seed(0)
+    reference = _perturb(WanTransformer3DModel(**{**TINY, "patch_size": (2, 2, 2)}), 1)
+    ours = VideoDiT(DiTConfig(**{**TINY, "patch_size": (2, 2, 2)})).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    latents, t, text = _inputs()
+    expected = reference(latents, t, text, return_dict=False)[0]
+    assert _max_diff(ours(latents, t, text), expected) <= 1e-5
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(("frames", "token_frames"), [(1, 1), (5, 2), (9, 3)])
+def test_the_first_frame_fills_a_time_patch_alone(frames, token_frames):
+    model = _tiny(patch_size=(4, 2, 2), in_channels=5, condition_channels=1)
+    latents, _, text = _inputs(frames=frames)
+    condition = torch.randn(B, 1, frames, SIZE, SIZE)
+    per_frame = torch.rand(B, token_frames) * 1000
+    out = model(latents, per_frame, text, condition=condition)
+    assert out.shape == latents.shape
+
+    # The same as repeating frame 0 by hand to fill its group, then cropping the repeats.
+    def fill(x):
+        return torch.cat([x[:, :, :1].expand(-1, -1, 3, -1, -1), x], dim=2)
+
+    filled = model(fill(latents), per_frame, text, condition=fill(condition))
+    assert _max_diff(out, filled[:, :, 3:]) <= 1e-6
+    if frames > 1:  # frames 1-4 share a token frame, which frame 0 does not see in block-causal mode
+        causal = model(latents, per_frame, text, condition=condition, attention="block_causal")
+        bumped = latents.clone()
+        bumped[:, :, 1] += 1.0
+        changed = model(bumped, per_frame, text, condition=condition, attention="block_causal")
+        assert _max_diff(changed[:, :, :1], causal[:, :, :1]) == 0
+        assert _max_diff(changed[:, :, 1:5], causal[:, :, 1:5]) > 1e-3
+
+
+def test_later_chunks_must_fill_their_time_patches():
+    model = _tiny(patch_size=(4, 2, 2))
+    latents, t, text = _inputs(frames=3)
+    with pytest.raises(
+        ValueError, match="3 latent frames after the start must be a multiple of the time patch 4"
+    ):
+        model(latents, t, text, start_frame=2)
+
+
 def _bad(**change):
     latents, t, text = _inputs()
     return {"latents": latents, "timesteps": t, "text_states": text, **change}
@@ -324,7 +369,10 @@ def _bad(**change):
     [
         (_bad(latents=torch.randn(B, 4, SIZE, SIZE)), r"latents must be \(B, C, F, H, W\)"),
         (_bad(latents=torch.randn(B, 5, FRAMES, SIZE, SIZE)), "latents have 5 channels, the model takes 4"),
-        (_bad(latents=torch.randn(B, 4, FRAMES, 7, SIZE)), "not divisible by patch_size"),
+        (
+            _bad(latents=torch.randn(B, 4, FRAMES, 7, SIZE)),
+            r"H×W = 7×8 is not divisible by the patch's \(2, 2\)",
+        ),
         (_bad(timesteps=torch.zeros(B, FRAMES + 1)), r"timesteps must be \(B,\)"),
         (_bad(timesteps=torch.zeros(B + 1)), r"timesteps must be \(B,\)"),
         (_bad(text_states=torch.randn(B, TEXT_LEN, 5)), "text_states must be"),

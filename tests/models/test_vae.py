@@ -80,6 +80,10 @@ def test_eight_x_space():
 
 # The demo VAE's layout: pixels folded 4x4 into channels, per-frame convolutions, no time compression.
 PATCHED_PER_FRAME = {"patch_size": 4, "channel_multipliers": (1,), "temporal_downsample": 1, "time_kernel": 1}
+# 4x time with no convolution over time: 4 frames and 4x4 pixels folded into channels (frame 0 alone).
+TIME_FOLDED = {"patch_size": 4, "time_patch": 4, "channel_multipliers": (1,), "time_kernel": 1}
+# Every 4x-time layout: all by convolution, all by folding, and half of each.
+FOUR_X_TIME = [{}, TIME_FOLDED, {"time_patch": 2}]
 
 
 @torch.no_grad()
@@ -91,6 +95,27 @@ def test_patchified_vae_shapes():
     mixed = tiny_vae(patch_size=2, spatial_downsample=8)
     assert mixed.encode(video(9)).mean.shape == (1, 4, 3, 2, 2)
     assert mixed.decode(mixed.encode(video(9)).mean).shape == (1, 3, 9, 16, 16)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("layout", FOUR_X_TIME[1:])
+@pytest.mark.parametrize(("frames", "latent_frames"), [(1, 1), (5, 2), (9, 3)])
+def test_time_folded_vae_shapes(layout, frames, latent_frames):
+    model = tiny_vae(**layout)
+    z = model.encode(video(frames)).mean
+    assert z.shape == (1, 4, latent_frames, 4, 4)
+    assert model.decode(z).shape == (1, 3, frames, 16, 16)
+
+
+@torch.no_grad()
+def test_fully_time_folded_vae_codes_each_group_of_four_frames_alone():
+    model = tiny_vae(**TIME_FOLDED)
+    x = video(9)
+    z = model.encode(x).mean
+    bumped = x.clone()
+    bumped[:, :, 6] = -bumped[:, :, 6]  # frames 5-8 make latent 2
+    changed = (model.encode(bumped).mean - z).abs().amax(dim=(0, 1, 3, 4))
+    assert changed[:2].max() == 0 and changed[2] > 1e-3
 
 
 @torch.no_grad()
@@ -133,10 +158,16 @@ def test_bad_latents_and_configs_raise(vae):
         VAEConfig(patch_size=3)
     with pytest.raises(ValueError, match="time_kernel must be >= 1"):
         VAEConfig(time_kernel=0)
+    with pytest.raises(
+        ValueError, match="time_patch must be a power of two no larger than temporal_downsample"
+    ):
+        VAEConfig(time_patch=8)
 
 
 @torch.no_grad()
-def test_encoder_is_causal(vae):
+@pytest.mark.parametrize("layout", FOUR_X_TIME)
+def test_encoder_is_causal(layout):
+    vae = tiny_vae(**layout)
     x = video(9)
     base = vae.encode(x).mean
     for t in range(9):
@@ -149,7 +180,9 @@ def test_encoder_is_causal(vae):
 
 
 @torch.no_grad()
-def test_decoder_is_causal(vae):
+@pytest.mark.parametrize("layout", FOUR_X_TIME)
+def test_decoder_is_causal(layout):
+    vae = tiny_vae(**layout)
     z = torch.randn(1, 4, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     base = vae.decode(z)
     for j in range(3):
@@ -164,7 +197,15 @@ def test_decoder_is_causal(vae):
 @torch.no_grad()
 @pytest.mark.parametrize("chunk", [1, 2])
 @pytest.mark.parametrize(
-    ("time", "layout"), [(4, {}), (1, {}), (4, {"patch_size": 2}), (1, PATCHED_PER_FRAME)]
+    ("time", "layout"),
+    [
+        (4, {}),
+        (1, {}),
+        (4, {"patch_size": 2}),
+        (1, PATCHED_PER_FRAME),
+        (4, TIME_FOLDED),
+        (4, {"time_patch": 2}),
+    ],
 )
 def test_streaming_decode_matches_one_shot(chunk, time, layout):
     model = tiny_vae(**{**layout, "temporal_downsample": time})
@@ -178,7 +219,9 @@ def test_streaming_decode_matches_one_shot(chunk, time, layout):
 
 
 @torch.no_grad()
-def test_streaming_encode_matches_one_shot(vae):
+@pytest.mark.parametrize("layout", FOUR_X_TIME)
+def test_streaming_encode_matches_one_shot(layout):
+    vae = tiny_vae(**layout)
     x = video(13)
     whole = vae.encode(x)
     state = vae.start_encode()

@@ -1,6 +1,7 @@
 """The VAE and text-to-video recipes, end to end at toy size: train, cache, resume, export."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,7 @@ def test_bundled_recipes_load_and_fit_the_size_budget():
     t2v_recipe = load_config(T2VRecipe, "t2v_shapes")
     vae, dit = CausalVAE(vae_recipe.vae), VideoDiT(t2v_recipe.dit)
     assert vae.latent_shape(17, 64, 64) == (8, 17, 16, 16) and dit.config.latent_channels == 8
+    assert 8 * math.prod(dit.config.patch_size) < dit.config.dim  # each token's values fit its width
     fp16_megabytes = 2 * sum(p.numel() for m in (vae, dit) for p in m.parameters()) / 1e6
     assert fp16_megabytes <= 25, fp16_megabytes
 
@@ -153,6 +155,13 @@ def test_t2v_learns_image_to_video_when_asked(vae_folder, tmp_path):
     recipe.dit.in_channels, recipe.dit.condition_channels = 9, 5
     result = train_t2v(recipe, progress=False)
     assert result.step == 2 and VideoDiT.from_pretrained(tmp_path / "final").config.condition_channels == 5
+
+
+def test_t2v_warns_when_a_token_carries_more_values_than_the_model_is_wide(vae_folder, tmp_path):
+    recipe = t2v_recipe(vae_folder, tmp_path, 1)
+    recipe.dit.patch_size = (1, 4, 4)  # 4 channels x 16 = 64 values a token, 32 wide
+    with pytest.warns(UserWarning, match="carries 64 latent values but the model is 32 wide"):
+        train_t2v(recipe, progress=False)
 
 
 def test_t2v_refuses_a_dit_that_does_not_fit_the_vae_latents(vae_folder, tmp_path):

@@ -1,0 +1,76 @@
+"""The bundled shapes pipeline: shipped in fp16 within budget, run by `kinema generate` by default, on prompt.
+
+These run the real trained weights. Sampling is seeded, so each video is the same on every run; the
+checks still leave room for a video or two to be judged differently on another CPU's arithmetic.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kinema.data.shapes import ShapesConfig, make_clip
+from kinema.eval.checkers import accuracy, check_video, expected_from_caption
+from kinema.generate.pipeline import BUNDLED, Pipeline
+from kinema.io import read_video, write_video
+
+PROMPTS = [
+    "a red circle moving right",
+    "a blue square moving up",
+    "a green triangle moving left",
+    "a yellow circle moving down",
+    "a white square moving right",
+    "a purple triangle moving up",
+    "an orange circle moving left",
+    "a cyan square moving down",
+]
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline.from_pretrained()
+
+
+def test_bundled_weights_are_fp16_and_within_budget():
+    files = sorted(BUNDLED.glob("*/model.safetensors"))
+    assert [f.parent.name for f in files] == ["dit", "vae"]
+    assert sum(f.stat().st_size for f in files) <= 25e6
+    for file in files:
+        dtypes = {t.dtype for k, t in load_file(file).items() if "latent_" not in k}
+        assert dtypes == {torch.float16}, (file, dtypes)
+
+
+def test_generate_uses_the_bundled_model_by_default(tmp_path):
+    out = tmp_path / "out.mp4"
+    command = [sys.executable, "-m", "kinema", "generate", PROMPTS[0], "-o", str(out), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out}" in result.stdout
+    frames, fps = read_video(out)
+    assert frames.shape == (17, 64, 64, 3) and fps == 8.0
+
+
+def test_bundled_model_draws_the_colors_and_count_it_is_asked(pipeline):
+    checks = [
+        check_video(pipeline.generate(p, seed=i), expected_from_caption(p)) for i, p in enumerate(PROMPTS)
+    ]
+    scores = accuracy(checks)
+    # Measured 8/8 for both on 2026-11-22. Shape (3/8) and motion (1/8) are not good yet, so they
+    # are reported in docs/MODEL_CARD.md rather than held here.
+    assert scores["color"]["correct"] >= 7, scores
+    assert scores["count"]["correct"] >= 7, scores
+
+
+def test_bundled_model_continues_a_given_first_frame(pipeline, tmp_path):
+    clip = make_clip(ShapesConfig(split="test"), 3, seed=12345)
+    first = clip.frames[0]
+    frames = pipeline.generate(clip.caption, image=first, seed=0)
+    unconditioned = pipeline.generate(clip.caption, seed=0)
+    error = np.abs(frames[0].astype(float) - first.astype(float)).mean()
+    baseline = np.abs(unconditioned[0].astype(float) - first.astype(float)).mean()
+    # Measured 17.7 against 31.1 without the frame (2026-11-22): it follows the frame, loosely.
+    assert error < 20 and error < 0.7 * baseline, (error, baseline)
+    write_video(tmp_path / "i2v.mp4", frames, 8.0)
