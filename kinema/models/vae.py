@@ -285,6 +285,11 @@ def _space_stages(config: VAEConfig) -> int:
     return int(math.log2(config.spatial_downsample // config.patch_size))
 
 
+def _folded_channels(config: VAEConfig) -> int:
+    """Channels of a video once its pixel and frame patches are folded in: the encoder's input."""
+    return config.in_channels * config.time_patch * config.patch_size**2
+
+
 def _time_stages(config: VAEConfig) -> int:
     """How many resampling stages halve time: the convolutions' share of temporal_downsample."""
     return int(math.log2(config.temporal_downsample // config.time_patch))
@@ -338,8 +343,7 @@ class Encoder(nn.Module):
         channels = _level_channels(config)
         self.patch_size, self.time_patch = config.patch_size, config.time_patch
         tk = config.time_kernel
-        folded = config.in_channels * config.time_patch * config.patch_size**2
-        self.conv_in = CausalConv3d(folded, channels[0], time_kernel=tk)
+        self.conv_in = CausalConv3d(_folded_channels(config), channels[0], time_kernel=tk)
         blocks: list[nn.Module] = []
         width = channels[0]
         for level, out in enumerate(channels):
@@ -384,8 +388,7 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm_out = FrameGroupNorm(math.gcd(width, config.norm_groups), width)
         self.patch_size, self.time_patch = config.patch_size, config.time_patch
-        folded = config.in_channels * config.time_patch * config.patch_size**2
-        self.conv_out = CausalConv3d(width, folded, time_kernel=tk)
+        self.conv_out = CausalConv3d(width, _folded_channels(config), time_kernel=tk)
 
     def forward(
         self, z: torch.Tensor, state: CausalState | None = None, use_checkpoint: bool = False

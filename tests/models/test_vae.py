@@ -107,25 +107,22 @@ def test_time_folded_vae_shapes(layout, frames, latent_frames):
     assert model.decode(z).shape == (1, 3, frames, 16, 16)
 
 
+def latent_change_from_flipping(model: CausalVAE, x: torch.Tensor, frame: int) -> torch.Tensor:
+    """How much each latent frame's encoding moves when one video frame is negated."""
+    bumped = x.clone()
+    bumped[:, :, frame] = -bumped[:, :, frame]
+    return (model.encode(bumped).mean - model.encode(x).mean).abs().amax(dim=(0, 1, 3, 4))
+
+
 @torch.no_grad()
 def test_fully_time_folded_vae_codes_each_group_of_four_frames_alone():
-    model = tiny_vae(**TIME_FOLDED)
-    x = video(9)
-    z = model.encode(x).mean
-    bumped = x.clone()
-    bumped[:, :, 6] = -bumped[:, :, 6]  # frames 5-8 make latent 2
-    changed = (model.encode(bumped).mean - z).abs().amax(dim=(0, 1, 3, 4))
+    changed = latent_change_from_flipping(tiny_vae(**TIME_FOLDED), video(9), 6)  # frames 5-8: latent 2
     assert changed[:2].max() == 0 and changed[2] > 1e-3
 
 
 @torch.no_grad()
 def test_per_frame_vae_keeps_frames_apart():
-    model = tiny_vae(**PATCHED_PER_FRAME)
-    x = video(4)
-    base = model.encode(x).mean
-    bumped = x.clone()
-    bumped[:, :, 2] = -bumped[:, :, 2]
-    changed = (model.encode(bumped).mean - base).abs().amax(dim=(0, 1, 3, 4))
+    changed = latent_change_from_flipping(tiny_vae(**PATCHED_PER_FRAME), video(4), 2)
     assert changed[[0, 1, 3]].max() == 0 and changed[2] > 1e-3
 
 
