@@ -3,6 +3,8 @@
 Conventions (Wan's): x_σ = (1 − σ)·x0 + σ·noise for σ in [0, 1], the model predicts the velocity
 v = noise − x0, and its timestep is t = 1000·σ. A noise level is one per sample, shaped (B,), or
 one per frame, shaped (B, F), for Diffusion Forcing; it broadcasts over latents (B, C, F, H, W).
+A model may instead predict the clean sample x0 (prediction "sample"); its output is turned into
+the velocity v = (x_σ − x̂0) / σ before any loss or sampler sees it.
 """
 
 from __future__ import annotations
@@ -75,6 +77,40 @@ def add_noise(x0: Tensor, noise: Tensor, sigma: Tensor | float) -> Tensor:
     """The point at noise level σ on the straight path from x0 (σ = 0) to noise (σ = 1)."""
     s = broadcast_sigma(sigma, x0).to(x0.dtype)
     return (1 - s) * x0 + s * noise
+
+
+PREDICTIONS = ("velocity", "sample")
+# x-prediction's velocity divides by σ; training bounds it there as JiT does, so the few nearly clean
+# samples do not dominate the loss. Sampling never evaluates below the schedule's last σ (0.001 × shift).
+TRAIN_MIN_SIGMA = 0.05
+SAMPLE_MIN_SIGMA = 1e-4
+
+
+def as_velocity(
+    output: Tensor, x: Tensor, sigma: Tensor | float, prediction: str, min_sigma: float
+) -> Tensor:
+    """A model's output at x_σ as a velocity: as is, or from a predicted clean sample (σ ≥ min_sigma)."""
+    if prediction == "velocity":
+        return output
+    if prediction != "sample":
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    s = broadcast_sigma(sigma, x).clamp_min(min_sigma)
+    return ((x.float() - output.float()) / s).to(output.dtype)
+
+
+def correlate_frames(noise: Tensor, shared: Tensor, correlation: float) -> Tensor:
+    """Noise whose frames share a fraction `correlation` of their variance: √c·shared + √(1 − c)·noise.
+
+    noise is (B, C, F, H, W) and independent; shared is (B, C, 1, H, W), one draw for every frame.
+    Each element stays N(0, 1); two frames correlate by c. With independent noise, frames break ties
+    (where does the object go?) each their own way, and objects jump; shared noise makes them agree
+    (as PYoCo's mixed noise does), so the model must learn to move things against it.
+    """
+    if not 0.0 <= correlation < 1.0:
+        raise ValueError(f"frame noise correlation must be in [0, 1), got {correlation}")
+    if correlation == 0.0:
+        return noise
+    return correlation**0.5 * shared.to(noise) + (1.0 - correlation) ** 0.5 * noise
 
 
 def velocity_target(x0: Tensor, noise: Tensor) -> Tensor:

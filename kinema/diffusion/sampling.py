@@ -17,7 +17,14 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from kinema.diffusion.flow import broadcast_sigma, pad_text, shift_sigmas
+from kinema.diffusion.flow import (
+    SAMPLE_MIN_SIGMA,
+    as_velocity,
+    broadcast_sigma,
+    correlate_frames,
+    pad_text,
+    shift_sigmas,
+)
 
 VelocityFn = Callable[[Tensor, Tensor], Tensor]
 METHODS = ("euler", "heun")
@@ -59,19 +66,28 @@ def make_noise(
     seed: int | Sequence[int] | torch.Generator,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    frame_correlation: float = 0.0,
 ) -> Tensor:
-    """Gaussian noise from a seed, one seed per sample, or a generator; the same on every device."""
+    """Gaussian noise from a seed, one seed per sample, or a generator; the same on every device.
+
+    With `frame_correlation` c > 0, latents (B, C, F, H, W) get frames that share a fraction c of
+    their variance (see `correlate_frames`); the shared draw comes first in the same seeded stream.
+    """
     # Drawn on the CPU so that a seed gives the same video on CPU and GPU. A list of seeds gives each
     # sample its own stream, so a sample does not change with its batch mates.
+    shape = tuple(shape)
+    draw = shape if frame_correlation == 0.0 else (*shape[:2], shape[2] + 1, *shape[3:])
     if isinstance(seed, torch.Generator):
-        noise = torch.randn(tuple(shape), generator=seed, device=seed.device)
+        noise = torch.randn(draw, generator=seed, device=seed.device)
     elif isinstance(seed, int):
-        noise = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(seed))
+        noise = torch.randn(draw, generator=torch.Generator().manual_seed(seed))
     else:
         if len(seed) != shape[0]:
             raise ValueError(f"{len(seed)} seeds for a batch of {shape[0]}")
         gens = [torch.Generator().manual_seed(int(s)) for s in seed]
-        noise = torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in gens])
+        noise = torch.stack([torch.randn(draw[1:], generator=g) for g in gens])
+    if frame_correlation != 0.0:
+        noise = correlate_frames(noise[:, :, 1:], noise[:, :, :1], frame_correlation)
     return noise.to(device=device, dtype=dtype)
 
 
@@ -93,16 +109,21 @@ class Guidance:
 
 @dataclass
 class ModelVelocity:
-    """A DiT as a velocity function: model(x, 1000·σ, text_states, text_mask=..., **kwargs)."""
+    """A DiT as a velocity function: model(x, 1000·σ, text_states, text_mask=..., **kwargs).
+
+    `prediction` says what the model outputs: the velocity, or the clean sample (see flow.py).
+    """
 
     model: Callable[..., Tensor]
     text_states: Tensor
     text_mask: Tensor | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    prediction: str = "velocity"
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
         """The model's velocity at x and σ for this prompt."""
-        return self.model(x, timesteps(sigma), self.text_states, text_mask=self.text_mask, **self.kwargs)
+        out = self.model(x, timesteps(sigma), self.text_states, text_mask=self.text_mask, **self.kwargs)
+        return as_velocity(out, x, sigma, self.prediction, SAMPLE_MIN_SIGMA)
 
 
 @dataclass
@@ -119,19 +140,21 @@ class ModelGuidance:
     uncond_states: Tensor
     uncond_mask: Tensor
     kwargs: dict[str, Any] = field(default_factory=dict)
+    prediction: str = "velocity"
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
         """The conditional velocity alone (batch B), for guidance 1."""
-        return ModelVelocity(self.model, self.text_states, self.text_mask, self.kwargs)(x, sigma)
+        velocity = ModelVelocity(self.model, self.text_states, self.text_mask, self.kwargs, self.prediction)
+        return velocity(x, sigma)
 
     def both(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """The conditional and the unconditional velocity from one forward pass."""
         batch = x.shape[0]
         states, mask = self._paired_text(batch)
         kwargs = {k: _repeat_batch(v, batch) for k, v in self.kwargs.items()}
-        v = self.model(
-            torch.cat([x, x]), timesteps(torch.cat([sigma, sigma])), states, text_mask=mask, **kwargs
-        )
+        x2, sigma2 = torch.cat([x, x]), torch.cat([sigma, sigma])
+        out = self.model(x2, timesteps(sigma2), states, text_mask=mask, **kwargs)
+        v = as_velocity(out, x2, sigma2, self.prediction, SAMPLE_MIN_SIGMA)
         return v[:batch], v[batch:]
 
     def _paired_text(self, batch: int) -> tuple[Tensor, Tensor]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from kinema.data.dataset import resize_crop, to_tensor
+from kinema.diffusion.flow import PREDICTIONS
 from kinema.diffusion.sampling import ModelGuidance, ModelVelocity, make_noise, make_sigmas, sample
 from kinema.errors import KinemaError
 from kinema.io import atomic_write_text, check_frames
@@ -41,6 +42,14 @@ class PipelineInfo:
     guidance: float = 4.0
     shift: float = 1.0
     sampler: str = "euler"
+    prediction: str = "velocity"  # what the DiT outputs: the velocity (Wan) or the clean sample
+    noise_correlation: float = 0.0  # how much of its noise every latent frame shares (as trained)
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise KinemaError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise KinemaError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
 
 
 def first_frame_condition(first: torch.Tensor, keep: torch.Tensor, frames: int) -> torch.Tensor:
@@ -74,7 +83,10 @@ class Pipeline:
             )
         if not (folder / INFO_NAME).is_file():
             raise KinemaError(f"{folder}: not a pipeline folder (no {INFO_NAME} beside vae/ and dit/)")
-        info = PipelineInfo(**json.loads((folder / INFO_NAME).read_text(encoding="utf-8")))
+        try:
+            info = PipelineInfo(**json.loads((folder / INFO_NAME).read_text(encoding="utf-8")))
+        except KinemaError as e:
+            raise KinemaError(f"{folder / INFO_NAME}: {e}") from None
         vae = load_vae(folder / "vae", device=device).float()
         dit = VideoDiT.from_pretrained(folder / "dit", device=device, dtype=torch.float32)
         return cls(vae, dit, load_text_encoder(info.text_encoder), info)
@@ -122,14 +134,16 @@ class Pipeline:
             self.dit.config.latent_channels,
             *self.vae.latent_shape(frames, self.info.height, self.info.width)[1:],
         )
-        noise = make_noise(shape, seed, device=device)
+        noise = make_noise(shape, seed, device=device, frame_correlation=self.info.noise_correlation)
         kwargs = self._condition(image, shape, device)
         states, mask = states.to(device), mask.to(device)
         if guidance == 1.0:
-            velocity = ModelVelocity(self.dit, states, mask, kwargs)
+            velocity = ModelVelocity(self.dit, states, mask, kwargs, self.info.prediction)
         else:
             negative_states, negative_mask = (t.to(device) for t in self.text_encoder.encode([negative]))
-            velocity = ModelGuidance(self.dit, states, mask, negative_states, negative_mask, kwargs)
+            velocity = ModelGuidance(
+                self.dit, states, mask, negative_states, negative_mask, kwargs, self.info.prediction
+            )
         sigmas = make_sigmas(steps, shift=self.info.shift).to(device)
         latents = sample(
             velocity, noise, sigmas, method=self.info.sampler, guidance=guidance, progress=progress

@@ -26,7 +26,16 @@ from tqdm import tqdm
 from kinema.config import DataConfig, Recipe, find_recipe
 from kinema.data.dataset import make_dataset, make_loader, to_frames, to_tensor
 from kinema.data.shapes import make_clip
-from kinema.diffusion.flow import add_noise, drop_prompts, flow_loss, sample_sigmas
+from kinema.diffusion.flow import (
+    PREDICTIONS,
+    TRAIN_MIN_SIGMA,
+    add_noise,
+    as_velocity,
+    correlate_frames,
+    drop_prompts,
+    flow_loss,
+    sample_sigmas,
+)
 from kinema.errors import ConfigError
 from kinema.eval.reconstruction import HELD_OUT_SEED
 from kinema.generate.pipeline import Pipeline, PipelineInfo, first_frame_condition
@@ -72,6 +81,13 @@ class T2VOptions:
     first_frame_prob: float = 0.0
     timestep_mean: float = 0.0
     timestep_std: float = 1.0
+    # What the DiT outputs: "velocity" (Wan's), or "sample", the clean latents (x-prediction, as JiT).
+    # A token can only reproduce as many independent values as it is wide; clean latents are far more
+    # redundant than noise, so x-prediction lets a token carry a patch larger than the model's width.
+    prediction: str = "velocity"
+    # The fraction of its noise variance every latent frame shares (0: independent frames). Sampling
+    # then starts from noise correlated the same way, so the frames agree on where things are.
+    noise_correlation: float = 0.0
 
 
 @dataclass
@@ -121,6 +137,8 @@ class T2VTask:
         sigma = sample_sigmas((len(x0),), mean=opts.timestep_mean, std=opts.timestep_std, shift=opts.shift)
         sigma = sigma.to(x0.device)
         noise = torch.randn_like(x0)
+        if opts.noise_correlation:
+            noise = correlate_frames(noise, torch.randn_like(x0[:, :, :1]), opts.noise_correlation)
         states, mask = drop_prompts(
             batch["text_states"],
             batch["text_mask"],
@@ -132,10 +150,10 @@ class T2VTask:
         if self.model.config.condition_channels:
             keep = torch.rand(len(x0), device=x0.device) < opts.first_frame_prob
             condition = first_frame_condition(x0[:, :, :1], keep, frames=x0.shape[2])
-        prediction = model(
-            add_noise(x0, noise, sigma), sigma * 1000.0, states, text_mask=mask, condition=condition
-        )
-        loss = flow_loss(prediction, x0, noise)
+        noisy = add_noise(x0, noise, sigma)
+        output = model(noisy, sigma * 1000.0, states, text_mask=mask, condition=condition)
+        velocity = as_velocity(output, noisy, sigma, opts.prediction, TRAIN_MIN_SIGMA)
+        loss = flow_loss(velocity, x0, noise)
         return loss, {"sigma_mean": float(sigma.mean())}
 
 
@@ -269,6 +287,8 @@ def pipeline_info(recipe: T2VRecipe) -> PipelineInfo:
         frames=recipe.data.frames,
         fps=recipe.data.fps,
         shift=recipe.t2v.shift,
+        prediction=recipe.t2v.prediction,
+        noise_correlation=recipe.t2v.noise_correlation,
     )
 
 
@@ -355,12 +375,16 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
             f"t2v.first_frame_prob > 0 needs dit.condition_channels = latent channels + 1 = {wanted}, "
             f"got {dit.condition_channels}"
         )
+    if not 0.0 <= recipe.t2v.noise_correlation < 1.0:
+        raise ValueError(f"t2v.noise_correlation must be in [0, 1), got {recipe.t2v.noise_correlation}")
+    if recipe.t2v.prediction not in PREDICTIONS:
+        raise ValueError(f"t2v.prediction must be one of {PREDICTIONS}, got {recipe.t2v.prediction!r}")
     values = latent_channels * math.prod(dit.patch_size)
-    if values >= dit.dim:
+    if values >= dit.dim and recipe.t2v.prediction == "velocity":
         # The output layer maps dim features to a patch's values, so it can reach only a dim-wide
         # subspace of them: the rest of the noise in the velocity target is lost, and the loss stalls.
         warnings.warn(
             f"each DiT token carries {values} latent values but the model is {dit.dim} wide, so its "
-            "loss will stall well above zero: use smaller patches or a wider model",
+            "loss will stall well above zero: use smaller patches, a wider model or t2v.prediction=sample",
             stacklevel=2,
         )

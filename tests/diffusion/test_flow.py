@@ -8,7 +8,9 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 
 from kinema.diffusion.flow import (
     add_noise,
+    as_velocity,
     broadcast_sigma,
+    correlate_frames,
     drop_prompts,
     flow_loss,
     resolution_shift,
@@ -157,3 +159,31 @@ def test_drop_prompts_edges_and_seed():
     a = drop_prompts(states, mask, null_states, null_mask, p=0.5, generator=torch.Generator().manual_seed(3))
     b = drop_prompts(states, mask, null_states, null_mask, p=0.5, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_a_predicted_clean_sample_gives_the_velocity():
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 4, 3, 5, 5, generator=gen), torch.randn(2, 4, 3, 5, 5, generator=gen)
+    sigma = torch.tensor([[0.9, 0.5, 0.2], [0.7, 0.3, 0.06]])  # per frame, all above the bound
+    x = add_noise(x0, noise, sigma)
+    torch.testing.assert_close(as_velocity(x0, x, sigma, "sample", 0.05), noise - x0, rtol=1e-5, atol=1e-5)
+    assert as_velocity(x0, x, sigma, "velocity", 0.05) is x0
+    near_clean = torch.tensor([0.01, 0.5])  # below the bound the division stops at min_sigma
+    x = add_noise(x0, noise, near_clean)
+    bounded = as_velocity(x0, x, near_clean, "sample", 0.05)
+    torch.testing.assert_close(bounded[0], (noise - x0)[0] * 0.01 / 0.05)
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        as_velocity(x0, x, near_clean, "epsilon", 0.05)
+
+
+def test_correlated_frames_keep_unit_variance_and_share_the_asked_fraction():
+    gen = torch.Generator().manual_seed(0)
+    noise, shared = torch.randn(4000, 2, 3, 4, 4, generator=gen), torch.randn(4000, 2, 1, 4, 4, generator=gen)
+    mixed = correlate_frames(noise, shared, 0.6)
+    assert abs(mixed.var().item() - 1.0) < 0.02
+    frames = mixed.transpose(0, 2).flatten(1)  # (F, everything else)
+    correlation = torch.corrcoef(frames)
+    assert torch.allclose(correlation[~torch.eye(3, dtype=torch.bool)], torch.tensor(0.6), atol=0.02)
+    assert correlate_frames(noise, shared, 0.0) is noise
+    with pytest.raises(ValueError, match=r"frame noise correlation must be in \[0, 1\), got 1.0"):
+        correlate_frames(noise, shared, 1.0)

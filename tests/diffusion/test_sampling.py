@@ -91,6 +91,31 @@ def test_single_point_data_is_a_straight_line():
         assert (out - point).abs().max().item() < 1e-12
 
 
+def test_a_clean_sample_model_samples_like_its_velocity():
+    """x-prediction: a model that outputs the data point reaches it exactly, and guidance commutes."""
+    point = torch.tensor([0.5, -2.0, 1.0]).view(1, 3, 1, 1, 1)
+    other = torch.tensor([1.5, 0.0, -1.0]).view(1, 3, 1, 1, 1)
+    text, mask = torch.zeros(2, 1, 8), torch.ones(2, 1, dtype=torch.bool)
+
+    def oracle(target):
+        return lambda latents, t, states, text_mask=None: target.expand_as(latents)
+
+    z = make_noise((2, 3, 2, 4, 4), seed=0)
+    for steps, method in ((1, "euler"), (6, "euler"), (4, "heun")):
+        x = sample(
+            ModelVelocity(oracle(point), text, mask, prediction="sample"), z, make_sigmas(steps, 3.0), method
+        )
+        assert (x - point).abs().max().item() < 1e-5
+    pair = Guidance(
+        ModelVelocity(oracle(point), text, mask, prediction="sample"),
+        ModelVelocity(oracle(other), text, mask, prediction="sample"),
+    )
+    sigmas = make_sigmas(5, 3.0)
+    # Guidance on velocities of x-predictions is guidance on the predictions: w·a + (1 − w)·b.
+    x = sample(pair, z, sigmas, guidance=3.0)
+    assert (x - (3.0 * point - 2.0 * other)).abs().max().item() < 1e-4
+
+
 def test_gaussian_both_methods_converge_with_their_order():
     euler = {n: rms_error(n, "euler") for n in (16, 32, 64)}
     heun = {n: rms_error(n, "heun") for n in (16, 32, 64)}
@@ -166,6 +191,21 @@ def test_reproducible_from_seeds():
     assert torch.equal(pair[1:], alone)
     with pytest.raises(ValueError, match="seeds"):
         make_noise((3, 4), [1, 2])
+
+
+def test_frame_correlated_noise_is_seeded_per_sample():
+    shape = (3, 2, 5, 4, 4)
+    batch = make_noise(shape, [7, 8, 9], frame_correlation=0.5)
+    alone = make_noise((1, *shape[1:]), 8, frame_correlation=0.5)
+    torch.testing.assert_close(batch[1:2], alone)
+    torch.testing.assert_close(
+        make_noise(shape, 7, frame_correlation=0.5), make_noise(shape, 7, frame_correlation=0.5)
+    )
+    assert batch.shape == shape and not torch.equal(
+        make_noise(shape, 7), make_noise(shape, 7, frame_correlation=0.5)
+    )
+    big = make_noise((1, 1, 2, 256, 256), 0, frame_correlation=0.5).view(2, -1)
+    assert abs(torch.corrcoef(big)[0, 1].item() - 0.5) < 0.02
 
 
 def test_low_precision_noise_keeps_a_float32_state():
@@ -257,6 +297,15 @@ def test_model_guidance_batches_both_prompts_into_one_pass():
     model.calls.clear()
     sample(batched, z, sigmas, guidance=1.0)
     assert [c["batch"] for c in model.calls] == [2] * 4
+    kw = {"image": image}
+    x_batched = ModelGuidance(model, cond, cond_mask, neg, neg_mask, kw, prediction="sample")
+    x_separate = Guidance(
+        ModelVelocity(model, cond, cond_mask, kw, "sample"),
+        ModelVelocity(model, neg2, neg_mask2, kw, "sample"),
+    )
+    for got, want in zip(x_batched.both(z, sigma), x_separate.both(z, sigma), strict=True):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(x_batched(z, sigma), x_separate(z, sigma))
 
 
 def test_progress_bar_and_bad_arguments(capsys):

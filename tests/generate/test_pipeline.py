@@ -1,6 +1,8 @@
 """The text-to-video pipeline: a folder of VAE + DiT + kinema.json, loaded and sampled reproducibly."""
 
+import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +107,35 @@ def test_bad_settings_are_refused(folder, kwargs, message):
 def test_not_a_pipeline_folder(tmp_path):
     with pytest.raises(KinemaError, match="not a pipeline folder"):
         Pipeline.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"prediction": "epsilon"}, r"prediction must be one of \('velocity', 'sample'\), got 'epsilon'"),
+        ({"noise_correlation": 1.5}, r"noise_correlation must be in \[0, 1\), got 1.5"),
+    ],
+)
+def test_a_bad_kinema_json_is_named(folder, tmp_path, change, message):
+    copy = shutil.copytree(folder, tmp_path / "pipeline")
+    info = json.loads((copy / "kinema.json").read_text())
+    (copy / "kinema.json").write_text(json.dumps({**info, **change}))
+    with pytest.raises(KinemaError, match=f"kinema.json: {message}"):
+        Pipeline.from_pretrained(copy)
+
+
+@torch.no_grad()
+def test_frame_correlated_noise_steadies_what_the_frames_show(folder):
+    """The same weights from noise shared across frames give frames closer to one another."""
+    plain = Pipeline.from_pretrained(folder)
+    steady = Pipeline.from_pretrained(folder)
+    steady.info = dataclasses.replace(steady.info, noise_correlation=0.9)
+
+    def frame_change(pipeline: Pipeline) -> float:
+        video = np.stack([pipeline.generate("a red circle", steps=2, seed=s) for s in range(3)]).astype(float)
+        return float(np.abs(np.diff(video, axis=1)).mean())
+
+    assert frame_change(steady) < 0.8 * frame_change(plain)
 
 
 def kinema(*args) -> subprocess.CompletedProcess:

@@ -164,6 +164,33 @@ def test_t2v_warns_when_a_token_carries_more_values_than_the_model_is_wide(vae_f
         train_t2v(recipe, progress=False)
 
 
+def test_t2v_with_clean_sample_prediction_trains_wide_patches_and_exports_it(vae_folder, tmp_path, recwarn):
+    recipe = t2v_recipe(vae_folder, tmp_path, 2)
+    recipe.dit.patch_size = (1, 4, 4)  # as wide as above, yet no warning: clean latents are redundant
+    recipe.t2v.prediction = "sample"
+    result = train_t2v(recipe, progress=False)
+    assert result.step == 2 and not [w for w in recwarn if "carries" in str(w.message)]
+    pipeline = Pipeline.from_pretrained(tmp_path / "pipeline")
+    assert pipeline.info.prediction == "sample"
+    assert pipeline.generate("a red circle moving right", steps=2).shape == (5, 32, 32, 3)
+    recipe.t2v.prediction = "epsilon"
+    with pytest.raises(ValueError, match=r"t2v\.prediction must be one of"):
+        train_t2v(recipe, progress=False)
+
+
+def test_t2v_with_frame_correlated_noise_exports_it_for_sampling(vae_folder, tmp_path):
+    recipe = t2v_recipe(vae_folder, tmp_path, 2)
+    recipe.t2v.noise_correlation = 0.5
+    assert train_t2v(recipe, progress=False).step == 2
+    pipeline = Pipeline.from_pretrained(tmp_path / "pipeline")
+    assert pipeline.info.noise_correlation == 0.5
+    video = pipeline.generate("a red circle moving right", steps=2, seed=3)
+    assert (video == pipeline.generate("a red circle moving right", steps=2, seed=3)).all()
+    recipe.t2v.noise_correlation = 1.0
+    with pytest.raises(ValueError, match=r"t2v.noise_correlation must be in \[0, 1\), got 1.0"):
+        train_t2v(recipe, progress=False)
+
+
 def test_t2v_refuses_a_dit_that_does_not_fit_the_vae_latents(vae_folder, tmp_path):
     recipe = t2v_recipe(vae_folder, tmp_path, 1)
     recipe.dit.in_channels = recipe.dit.out_channels = 6
