@@ -98,6 +98,15 @@ def as_velocity(
     return ((x.float() - output.float()) / s).to(output.dtype)
 
 
+def noise_settings_problem(prediction: str, noise_correlation: float) -> str | None:
+    """What is wrong with a model's prediction type or frame noise correlation, or None."""
+    if prediction not in PREDICTIONS:
+        return f"prediction must be one of {PREDICTIONS}, got {prediction!r}"
+    if not 0.0 <= noise_correlation < 1.0:
+        return f"noise_correlation must be in [0, 1), got {noise_correlation}"
+    return None
+
+
 def correlate_frames(noise: Tensor, shared: Tensor, correlation: float) -> Tensor:
     """Noise whose frames share a fraction `correlation` of their variance: √c·shared + √(1 − c)·noise.
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from kinema.data.dataset import resize_crop, to_tensor
-from kinema.diffusion.flow import PREDICTIONS
+from kinema.diffusion.flow import noise_settings_problem
 from kinema.diffusion.sampling import ModelGuidance, ModelVelocity, make_noise, make_sigmas, sample
 from kinema.errors import KinemaError
 from kinema.io import atomic_write_text, check_frames
@@ -46,10 +46,9 @@ class PipelineInfo:
     noise_correlation: float = 0.0  # how much of its noise every latent frame shares (as trained)
 
     def __post_init__(self) -> None:
-        if self.prediction not in PREDICTIONS:
-            raise KinemaError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
-        if not 0.0 <= self.noise_correlation < 1.0:
-            raise KinemaError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
+        problem = noise_settings_problem(self.prediction, self.noise_correlation)
+        if problem:
+            raise KinemaError(problem)
 
 
 def first_frame_condition(first: torch.Tensor, keep: torch.Tensor, frames: int) -> torch.Tensor:

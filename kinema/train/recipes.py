@@ -27,13 +27,13 @@ from kinema.config import DataConfig, Recipe, find_recipe
 from kinema.data.dataset import make_dataset, make_loader, to_frames, to_tensor
 from kinema.data.shapes import make_clip
 from kinema.diffusion.flow import (
-    PREDICTIONS,
     TRAIN_MIN_SIGMA,
     add_noise,
     as_velocity,
     correlate_frames,
     drop_prompts,
     flow_loss,
+    noise_settings_problem,
     sample_sigmas,
 )
 from kinema.errors import ConfigError
@@ -375,10 +375,9 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
             f"t2v.first_frame_prob > 0 needs dit.condition_channels = latent channels + 1 = {wanted}, "
             f"got {dit.condition_channels}"
         )
-    if not 0.0 <= recipe.t2v.noise_correlation < 1.0:
-        raise ValueError(f"t2v.noise_correlation must be in [0, 1), got {recipe.t2v.noise_correlation}")
-    if recipe.t2v.prediction not in PREDICTIONS:
-        raise ValueError(f"t2v.prediction must be one of {PREDICTIONS}, got {recipe.t2v.prediction!r}")
+    problem = noise_settings_problem(recipe.t2v.prediction, recipe.t2v.noise_correlation)
+    if problem:
+        raise ValueError(f"t2v.{problem}")
     values = latent_channels * math.prod(dit.patch_size)
     if values >= dit.dim and recipe.t2v.prediction == "velocity":
         # The output layer maps dim features to a patch's values, so it can reach only a dim-wide
