@@ -305,6 +305,17 @@ def _train(args: argparse.Namespace) -> None:
     )
 
 
+def _torch_device(name: str) -> str:
+    """'auto' as 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without one is refused."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise KinemaError("--device cuda: no CUDA GPU is visible to torch")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def _generate(args: argparse.Namespace) -> None:
     from kinema.generate.pipeline import BUNDLED, Pipeline
     from kinema.io import atomic_write_text, write_contact_sheet, write_video
@@ -313,8 +324,9 @@ def _generate(args: argparse.Namespace) -> None:
     if not model.is_dir():
         raise KinemaError(f"model folder not found: {model}" + ("" if args.model else " (pass --model DIR)"))
     image = _read_image(args.image) if args.image else None
+    device = _torch_device(args.device)
     started = time.perf_counter()
-    pipeline = Pipeline.from_pretrained(model)
+    pipeline = Pipeline.from_pretrained(model, device=device)
     frames = pipeline.generate(
         args.prompt,
         negative=args.negative,
@@ -337,7 +349,7 @@ def _generate(args: argparse.Namespace) -> None:
             "steps": args.steps or pipeline.info.steps,
             "guidance": pipeline.info.guidance if args.cfg is None else args.cfg,
         }
-        record |= {"model": str(model), "seconds": seconds}
+        record |= {"model": str(model), "device": device, "seconds": seconds}
         json_path = Path(args.output).with_suffix(".json")
         atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
         written.append(str(json_path))
@@ -453,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     generate.add_argument(
         "--model", metavar="DIR", help="pipeline folder (default: the bundled shapes model)"
+    )
+    generate.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where to run (default auto: a CUDA GPU when one is visible, else the CPU)",
     )
     generate.add_argument("--grid", metavar="PNG", help="also write the frames as a contact sheet")
     generate.add_argument(

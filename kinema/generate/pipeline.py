@@ -126,7 +126,7 @@ class Pipeline:
         self.valid_frames(frames)
         if steps < 1 or guidance < 0:
             raise KinemaError(f"steps must be >= 1 and guidance >= 0, got steps={steps}, guidance={guidance}")
-        device = next(self.dit.parameters()).device
+        device = _device_of(self.dit)
         states, mask = self.text_encoder.encode([prompt])
         shape = (
             1,
@@ -147,6 +147,8 @@ class Pipeline:
         latents = sample(
             velocity, noise, sigmas, method=self.info.sampler, guidance=guidance, progress=progress
         )
+        # The VAE may live elsewhere (a training run keeps it on the CPU beside a CUDA DiT).
+        latents = latents.to(_device_of(self.vae))
         video = self.vae.decode(self.vae.denormalize(latents)).clamp(-1, 1)
         return ((video[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
@@ -161,9 +163,14 @@ class Pipeline:
         first = torch.zeros(1, shape[1], 1, *shape[3:], device=device)
         if image is not None:
             frame = resize_crop(check_frames(np.asarray(image)[None]), self.info.width, self.info.height)
-            first = self.vae.normalize(self.vae.encode(to_tensor(frame)[None].to(device)).mean)
+            pixels = to_tensor(frame)[None].to(_device_of(self.vae))
+            first = self.vae.normalize(self.vae.encode(pixels).mean).to(device)
         keep = torch.tensor([image is not None], device=device)
         return {"condition": first_frame_condition(first, keep, frames=shape[2])}
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 @functools.cache

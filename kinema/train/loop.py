@@ -101,11 +101,16 @@ class Runtime:
         return self.rank == 0
 
 
+def local_device() -> torch.device:
+    """This process's GPU (by torchrun's LOCAL_RANK) when CUDA is available, else the CPU."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+
+
 def setup_runtime() -> Runtime:
     """Join the process group that torchrun or accelerate set up through the environment, if any."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = local_device()
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

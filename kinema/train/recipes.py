@@ -7,6 +7,7 @@ here, build a Task and a dataset, and hand both to the one loop in `kinema.train
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import warnings
@@ -44,7 +45,7 @@ from kinema.models.dit import DiTConfig, VideoDiT
 from kinema.models.losses import vae_loss
 from kinema.models.text import TextEncoder, load_text_encoder
 from kinema.models.vae import CausalVAE, VAEConfig, load_vae
-from kinema.train.loop import Logger, LoopConfig, TrainResult, train
+from kinema.train.loop import Logger, LoopConfig, TrainResult, local_device, train
 
 
 @dataclass
@@ -88,6 +89,10 @@ class T2VOptions:
     # The fraction of its noise variance every latent frame shares (0: independent frames). Sampling
     # then starts from noise correlated the same way, so the frames agree on where things are.
     noise_correlation: float = 0.0
+    # The fraction of clips whose latent frames each get their own noise level (Diffusion Forcing);
+    # the rest share one. A frame then often has to be rebuilt from cleaner neighbours, which is
+    # how a model learns what the next frame of a motion looks like.
+    frame_sigma_prob: float = 0.0
 
 
 @dataclass
@@ -134,8 +139,7 @@ class T2VTask:
         """The flow-matching loss on a batch of latents with their prompts (some dropped to empty)."""
         x0 = batch["latents"]
         opts = self.options
-        sigma = sample_sigmas((len(x0),), mean=opts.timestep_mean, std=opts.timestep_std, shift=opts.shift)
-        sigma = sigma.to(x0.device)
+        sigma = self.noise_levels(len(x0), x0.shape[2]).to(x0.device)
         noise = torch.randn_like(x0)
         if opts.noise_correlation:
             noise = correlate_frames(noise, torch.randn_like(x0[:, :, :1]), opts.noise_correlation)
@@ -155,6 +159,18 @@ class T2VTask:
         velocity = as_velocity(output, noisy, sigma, opts.prediction, TRAIN_MIN_SIGMA)
         loss = flow_loss(velocity, x0, noise)
         return loss, {"sigma_mean": float(sigma.mean())}
+
+    def noise_levels(self, batch: int, frames: int) -> torch.Tensor:
+        """σ per clip, (B,); or per latent frame, (B, F), when some clips draw one for each frame."""
+        opts = self.options
+        draw = functools.partial(
+            sample_sigmas, mean=opts.timestep_mean, std=opts.timestep_std, shift=opts.shift
+        )
+        sigma = draw((batch,))
+        if not opts.frame_sigma_prob:
+            return sigma
+        own = torch.rand(batch) < opts.frame_sigma_prob
+        return torch.where(own[:, None], draw((batch, frames)), sigma[:, None])
 
 
 class LatentCache(Dataset):
@@ -193,8 +209,9 @@ def build_latent_cache(
     provenance |= {"num_clips": recipe.t2v.num_clips, "data": data}
     if _cache_provenance(path) == provenance:
         return LatentCache(path)
-    vae = load_vae(recipe.t2v.vae).eval()
-    encoder = encoder or load_text_encoder(recipe.t2v.text_encoder)
+    device = local_device()
+    vae = load_vae(recipe.t2v.vae, device=device).eval()
+    encoder = encoder or load_text_encoder(recipe.t2v.text_encoder, device=device)
     dataset = make_dataset(recipe.data, seed=recipe.train.seed)
     if len(dataset) < recipe.t2v.num_clips:
         raise ValueError(
@@ -207,10 +224,11 @@ def build_latent_cache(
     bar = tqdm(total=recipe.t2v.num_clips, desc="encode", unit="clip", disable=not progress)
     for batch in loader:
         take = min(len(batch["video"]), recipe.t2v.num_clips - len(captions))
-        latents.append(vae.normalize(vae.encode(batch["video"][:take]).mean).half())
+        video = batch["video"][:take].to(device)
+        latents.append(vae.normalize(vae.encode(video).mean).half().cpu())
         text, mask = encoder.encode(list(batch["caption"][:take]))
-        states.append(text.half())
-        masks.append(mask)
+        states.append(text.half().cpu())
+        masks.append(mask.cpu())
         captions += list(batch["caption"][:take])
         bar.update(take)
         if len(captions) >= recipe.t2v.num_clips:
@@ -343,7 +361,7 @@ def _initial_vae(recipe: VAERecipe) -> CausalVAE:
 def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) -> TrainResult:
     """Cache latents and prompt embeddings, train the DiT on them, and save the EMA weights to out_dir/final."""
     out = Path(recipe.train.out_dir)
-    encoder = load_text_encoder(recipe.t2v.text_encoder)
+    encoder = load_text_encoder(recipe.t2v.text_encoder, device=local_device())
     cache = build_latent_cache(recipe, out / "cache" / "latents.safetensors", encoder, progress=progress)
     null_states, null_mask = encoder.empty()
     _check_dit_fits(recipe, encoder, latent_channels=cache.latents.shape[1])
@@ -378,6 +396,12 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
     problem = noise_settings_problem(recipe.t2v.prediction, recipe.t2v.noise_correlation)
     if problem:
         raise ValueError(f"t2v.{problem}")
+    if not 0.0 <= recipe.t2v.frame_sigma_prob <= 1.0:
+        raise ValueError(f"t2v.frame_sigma_prob must be in [0, 1], got {recipe.t2v.frame_sigma_prob}")
+    if recipe.t2v.frame_sigma_prob and dit.patch_size[0] != 1:
+        raise ValueError(
+            "t2v.frame_sigma_prob > 0 needs dit.patch_size[0] = 1: a noise level per latent frame"
+        )
     values = latent_channels * math.prod(dit.patch_size)
     if values >= dit.dim and recipe.t2v.prediction == "velocity":
         # The output layer maps dim features to a patch's values, so it can reach only a dim-wide

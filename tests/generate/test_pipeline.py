@@ -166,6 +166,30 @@ def test_generate_command_writes_video_grid_and_json(folder, tmp_path):
     assert (tmp_path / "g.png").stat().st_size > 0
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["seed"] == 3 and record["steps"] == 3 and record["guidance"] == 3.0
+    assert record["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where no GPU is visible")
+def test_generate_command_refuses_cuda_without_a_gpu(folder, tmp_path):
+    result = kinema("generate", "x", "-o", tmp_path / "o.mp4", "--model", folder, "--device", "cuda")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "kinema: error: --device cuda: no CUDA GPU is visible to torch", (
+        result.stderr
+    )
+
+
+@pytest.mark.cuda
+def test_cuda_generates_the_cpu_video_also_with_the_vae_left_on_the_cpu(i2v_folder):
+    cpu = Pipeline.from_pretrained(i2v_folder)
+    cuda = Pipeline.from_pretrained(i2v_folder, device="cuda")
+    # A training run samples this way: the DiT on the GPU, the frozen VAE kept on the CPU.
+    mixed = Pipeline(cpu.vae, cuda.dit, cpu.text_encoder, cpu.info)
+    image = np.full((32, 32, 3), 200, np.uint8)
+    for kwargs in ({}, {"image": image}):
+        expected = cpu.generate("a red circle moving right", seed=1, **kwargs).astype(float)
+        for pipeline in (cuda, mixed):
+            difference = np.abs(pipeline.generate("a red circle moving right", seed=1, **kwargs) - expected)
+            assert difference.mean() < 0.5 and difference.max() <= 8, (difference.mean(), difference.max())
 
 
 @pytest.mark.parametrize(

@@ -398,3 +398,60 @@ def test_bad_configs_are_named():
     with pytest.raises(ValueError, match="qk_norm"):
         DiTConfig(**{**TINY, "qk_norm": None})
     assert KVCache(3).num_layers == 3
+
+
+def _relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((out.double().cpu() - ref.double().cpu()).norm() / ref.double().cpu().norm()).item()
+
+
+@pytest.mark.cuda
+@torch.no_grad()
+def test_cuda_fp32_and_bf16_autocast_match_the_cpu(model):
+    latents, t, text = _inputs()
+    mask = torch.ones(B, TEXT_LEN, dtype=torch.bool)
+    mask[0, 4:] = False
+    kwargs = {"text_mask": mask}
+    cuda = VideoDiT(model.config).cuda().eval()
+    cuda.load_state_dict(model.state_dict())
+    on_cuda = {"text_mask": mask.cuda()}
+    for attention in ({}, {"attention": "block_causal", "chunk_frames": 2}):
+        ref = model(latents, t, text, **kwargs, **attention)
+        fp32 = cuda(latents.cuda(), t.cuda(), text.cuda(), **on_cuda, **attention)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = cuda(latents.cuda(), t.cuda(), text.cuda(), **on_cuda, **attention)
+        # cuDNN runs the patch convolution in TF32 by default: about 1e-4 of error, not 1e-7.
+        assert _relative_error(fp32, ref) < 1e-3
+        assert bf16.dtype == torch.bfloat16 and _relative_error(bf16, ref) < 2e-2
+
+
+@pytest.mark.cuda
+@torch.no_grad()
+def test_self_attention_runs_on_flash_attention_in_both_modes(model):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    latents, t, text = (x.cuda() for x in _inputs())
+    cuda = VideoDiT(model.config).cuda().eval().to(torch.bfloat16)
+    cuda.load_state_dict(model.state_dict())
+    for attention in ({}, {"attention": "block_causal", "chunk_frames": 2}):
+        with sdpa_kernel(SDPBackend.MATH):
+            ref = cuda(latents.bfloat16(), t, text.bfloat16(), **attention)
+        # Only flash allowed: any attention call with a mask would raise "no available kernel".
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            flash = cuda(latents.bfloat16(), t, text.bfloat16(), **attention)
+        assert _relative_error(flash, ref) < 2e-2
+
+
+@pytest.mark.cuda
+@torch.no_grad()
+def test_streaming_with_the_cache_matches_the_full_pass_on_cuda(model):
+    latents, _, text = (x.cuda() for x in _inputs(frames=6))
+    t = torch.linspace(0, 1000, B * 6, device="cuda").reshape(B, 6)
+    cuda = VideoDiT(model.config).cuda().eval()
+    cuda.load_state_dict(model.state_dict())
+    full = cuda(latents, t, text, attention="block_causal", chunk_frames=2)
+    cache, outs = cuda.new_cache(), []
+    for s in range(0, 6, 2):
+        kw = {"attention": "block_causal", "chunk_frames": 2, "cache": cache, "update_cache": True}
+        outs.append(cuda(latents[:, :, s : s + 2], t[:, s : s + 2], text, **kw))
+    assert cache.keys[0].is_cuda
+    assert _relative_error(torch.cat(outs, dim=2), full) < 1e-5

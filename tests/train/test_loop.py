@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,8 +180,13 @@ rank = dist.get_rank()
 
 def torchrun(script: Path, out: Path, mode: str, seed: int) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": ""}  # two CPU processes (gloo), also on a one-GPU machine
     return subprocess.run(
-        [*command, str(script), str(out), mode, str(seed)], capture_output=True, text=True, timeout=240
+        [*command, str(script), str(out), mode, str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
     )
 
 
@@ -224,3 +230,24 @@ def test_ema_warmup_forgets_the_first_weights_fast():
         ema.update_parameters(model)
     # A fixed 0.999 would still hold 10 * 0.999**301 = 7.4 of the first weights.
     assert ema.module.weight.item() < 0.01
+
+
+@pytest.mark.cuda
+def test_trains_on_cuda_in_bf16_and_resumes_bit_for_bit(tmp_path):
+    result = train(
+        Regression(),
+        regression_data(),
+        config(tmp_path / "a", steps=150, checkpoint_every=50),
+        progress=False,
+    )
+    assert next(result.ema.parameters()).is_cuda
+    log = [json.loads(line) for line in (tmp_path / "a" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < log[0]["loss"] / 10
+    straight = train(Regression(), regression_data(), config(tmp_path / "b"), progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(Regression(crash_at_call=10), regression_data(), config(tmp_path / "c"), progress=False)
+    resumed = train(
+        Regression(seed=99), regression_data(), config(tmp_path / "c"), resume=True, progress=False
+    )
+    for a, b in zip(parameters(straight.ema), parameters(resumed.ema), strict=True):
+        assert torch.equal(a, b)

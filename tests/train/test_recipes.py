@@ -17,7 +17,15 @@ from kinema.io import probe, write_video
 from kinema.models.dit import VideoDiT
 from kinema.models.vae import CausalVAE, load_vae
 from kinema.train.checkpoint import list_checkpoints
-from kinema.train.recipes import T2VRecipe, VAERecipe, build_latent_cache, train_t2v, train_vae
+from kinema.train.recipes import (
+    T2VOptions,
+    T2VRecipe,
+    T2VTask,
+    VAERecipe,
+    build_latent_cache,
+    train_t2v,
+    train_vae,
+)
 
 TINY_DATA = ["data.width=32", "data.height=32", "data.frames=5", "data.num_workers=0"]
 TINY_VAE = [
@@ -137,9 +145,10 @@ def test_t2v_refuses_a_text_width_the_encoder_does_not_give(vae_folder, tmp_path
         train_t2v(recipe, progress=False)
 
 
-def test_bundled_recipes_load_and_fit_the_size_budget():
+@pytest.mark.parametrize("t2v", ["t2v_shapes", "t2v_shapes_gpu"])
+def test_bundled_recipes_load_and_fit_the_size_budget(t2v):
     vae_recipe = load_config(VAERecipe, "vae_shapes")
-    t2v_recipe = load_config(T2VRecipe, "t2v_shapes")
+    t2v_recipe = load_config(T2VRecipe, t2v)
     vae, dit = CausalVAE(vae_recipe.vae), VideoDiT(t2v_recipe.dit)
     assert vae.latent_shape(17, 64, 64) == (8, 17, 16, 16) and dit.config.latent_channels == 8
     assert 8 * math.prod(dit.config.patch_size) < dit.config.dim  # each token's values fit its width
@@ -188,6 +197,29 @@ def test_t2v_with_frame_correlated_noise_exports_it_for_sampling(vae_folder, tmp
     assert (video == pipeline.generate("a red circle moving right", steps=2, seed=3)).all()
     recipe.t2v.noise_correlation = 1.0
     with pytest.raises(ValueError, match=r"t2v.noise_correlation must be in \[0, 1\), got 1.0"):
+        train_t2v(recipe, progress=False)
+
+
+def test_t2v_draws_a_noise_level_per_frame_for_the_asked_fraction_of_clips():
+    torch.manual_seed(0)
+    assert T2VTask(None, T2VOptions(), None, None).noise_levels(8, 5).shape == (8,)
+    sigma = T2VTask(None, T2VOptions(frame_sigma_prob=0.3, shift=3.0), None, None).noise_levels(2000, 5)
+    assert sigma.shape == (2000, 5) and ((sigma > 0) & (sigma < 1)).all()
+    own = sigma.std(dim=1) > 0
+    assert abs(own.float().mean().item() - 0.3) < 0.04
+    assert (sigma[~own] == sigma[~own][:, :1]).all()  # the other clips keep one level for all frames
+
+
+def test_t2v_trains_with_per_frame_noise_levels_and_refuses_bad_settings(vae_folder, tmp_path):
+    recipe = t2v_recipe(vae_folder, tmp_path, 2)
+    recipe.t2v.frame_sigma_prob = 1.0
+    result = train_t2v(recipe, progress=False)
+    assert result.step == 2 and math.isfinite(result.last_loss)
+    recipe.t2v.frame_sigma_prob = 1.5
+    with pytest.raises(ValueError, match=r"t2v.frame_sigma_prob must be in \[0, 1\], got 1.5"):
+        train_t2v(recipe, progress=False)
+    recipe.t2v.frame_sigma_prob, recipe.dit.patch_size = 0.5, (2, 2, 2)
+    with pytest.raises(ValueError, match=r"needs dit.patch_size\[0\] = 1"):
         train_t2v(recipe, progress=False)
 
 
