@@ -1,4 +1,4 @@
-"""The training loop: it learns, resumes bit for bit, keeps its checkpoints, and runs under torchrun."""
+"""The training loop: it learns, resumes bit for bit, keeps its checkpoints, and runs under torchrun and accelerate."""
 
 import json
 import math
@@ -178,22 +178,33 @@ rank = dist.get_rank()
 """
 
 
-def torchrun(script: Path, out: Path, mode: str, seed: int) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+LAUNCHERS = {
+    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
+    # accelerate's --cpu launches through MPI; --multi_gpu goes through torch's launcher, and the
+    # loop then picks gloo because no GPU is visible.
+    "accelerate": [
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes=2",
+        "--num_machines=1",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+    ],
+}
+
+
+def launch(launcher: str, script: Path, out: Path, mode: str, seed: int) -> subprocess.CompletedProcess:
+    command = [sys.executable, *LAUNCHERS[launcher], str(script), str(out), mode, str(seed)]
     env = os.environ | {"CUDA_VISIBLE_DEVICES": ""}  # two CPU processes (gloo), also on a one-GPU machine
-    return subprocess.run(
-        [*command, str(script), str(out), mode, str(seed)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-    )
+    return subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
 
 
-def test_two_processes_with_torchrun_keep_identical_replicas_and_resume_exactly(tmp_path):
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_two_processes_keep_identical_replicas_and_resume_exactly(tmp_path, launcher):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
-    straight = torchrun(script, tmp_path / "a", "straight", seed=0)
+    straight = launch(launcher, script, tmp_path / "a", "straight", seed=0)
     assert straight.returncode == 0, straight.stderr[-3000:]
     ranks = [json.loads((tmp_path / "a" / f"straight_rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
@@ -203,11 +214,11 @@ def test_two_processes_with_torchrun_keep_identical_replicas_and_resume_exactly(
     assert ranks[0]["params"] != initial
     # Die after the step-4 checkpoint, then resume from another init: each rank must get its own
     # RNG streams back (they differ: the loop seeds seed + rank) to land on the straight run's weights.
-    assert torchrun(script, tmp_path / "b", "crash", seed=0).returncode != 0
+    assert launch(launcher, script, tmp_path / "b", "crash", seed=0).returncode != 0
     assert [p.name for p in list_checkpoints(tmp_path / "b" / "run" / "checkpoints")][
         -1
     ] == "step_00000004.pt"
-    resumed = torchrun(script, tmp_path / "b", "resume", seed=7)
+    resumed = launch(launcher, script, tmp_path / "b", "resume", seed=7)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((tmp_path / "b" / "resume_rank1.json").read_text())["params"] == ranks[1]["params"]
 
