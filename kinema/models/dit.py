@@ -299,6 +299,16 @@ def _rope_tables(head_dim: int, grid: tuple[int, int, int], start_frame: int, de
     return angles.cos().float().to(device), angles.sin().float().to(device)
 
 
+def _modulation_table(rows: int, dim: int) -> nn.Parameter:
+    """A (1, rows, dim) learned shift/scale/gate table, N(0, 1/dim) as in Wan."""
+    table = torch.empty(1, rows, dim)
+    # from_pretrained builds on the meta device, where sampling or arithmetic first imports torch's
+    # meta kernels (about 0.8 s on the dev CPU); the loaded weights replace the table anyway.
+    if not table.is_meta:
+        table.normal_().div_(dim**0.5)
+    return nn.Parameter(table)
+
+
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate consecutive channel pairs of (B, heads, L, head_dim) by the RoPE angles."""
     x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
@@ -341,7 +351,7 @@ class DiTBlock(nn.Module):
         self.norm2 = FP32LayerNorm(c.dim, c.eps) if c.cross_attn_norm else nn.Identity()
         self.ffn = FeedForward(c.dim, c.ffn_dim)
         self.norm3 = FP32LayerNorm(c.dim, c.eps, elementwise_affine=False)
-        self.scale_shift_table = nn.Parameter(torch.randn(1, 6, c.dim) / c.dim**0.5)
+        self.scale_shift_table = _modulation_table(6, c.dim)
 
     def forward(
         self,
@@ -391,7 +401,7 @@ class VideoDiT(nn.Module):
         self.blocks = nn.ModuleList([DiTBlock(c) for _ in range(c.num_layers)])
         self.norm_out = FP32LayerNorm(c.dim, c.eps, elementwise_affine=False)
         self.proj_out = nn.Linear(c.dim, c.out_channels * math.prod(c.patch_size))
-        self.scale_shift_table = nn.Parameter(torch.randn(1, 2, c.dim) / c.dim**0.5)
+        self.scale_shift_table = _modulation_table(2, c.dim)
         self.gradient_checkpointing = False
 
     def new_cache(self) -> KVCache:
