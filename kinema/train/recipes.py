@@ -93,6 +93,8 @@ class T2VOptions:
     # the rest share one. A frame then often has to be rebuilt from cleaner neighbours, which is
     # how a model learns what the next frame of a motion looks like.
     frame_sigma_prob: float = 0.0
+    # The exported pipeline's default sampling steps (kinema.json), e.g. fewer to fit a time budget.
+    sample_steps: int = 20
 
 
 @dataclass
@@ -305,6 +307,7 @@ def pipeline_info(recipe: T2VRecipe) -> PipelineInfo:
         frames=recipe.data.frames,
         fps=recipe.data.fps,
         shift=recipe.t2v.shift,
+        steps=recipe.t2v.sample_steps,
         prediction=recipe.t2v.prediction,
         noise_correlation=recipe.t2v.noise_correlation,
     )
@@ -396,6 +399,8 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
     problem = noise_settings_problem(recipe.t2v.prediction, recipe.t2v.noise_correlation)
     if problem:
         raise ValueError(f"t2v.{problem}")
+    if recipe.t2v.sample_steps < 1:
+        raise ValueError(f"t2v.sample_steps must be >= 1, got {recipe.t2v.sample_steps}")
     if not 0.0 <= recipe.t2v.frame_sigma_prob <= 1.0:
         raise ValueError(f"t2v.frame_sigma_prob must be in [0, 1], got {recipe.t2v.frame_sigma_prob}")
     if recipe.t2v.frame_sigma_prob and dit.patch_size[0] != 1:

@@ -189,14 +189,17 @@ def test_t2v_with_clean_sample_prediction_trains_wide_patches_and_exports_it(vae
 
 def test_t2v_with_frame_correlated_noise_exports_it_for_sampling(vae_folder, tmp_path):
     recipe = t2v_recipe(vae_folder, tmp_path, 2)
-    recipe.t2v.noise_correlation = 0.5
+    recipe.t2v.noise_correlation, recipe.t2v.sample_steps = 0.5, 3
     assert train_t2v(recipe, progress=False).step == 2
     pipeline = Pipeline.from_pretrained(tmp_path / "pipeline")
-    assert pipeline.info.noise_correlation == 0.5
+    assert pipeline.info.noise_correlation == 0.5 and pipeline.info.steps == 3
     video = pipeline.generate("a red circle moving right", steps=2, seed=3)
     assert (video == pipeline.generate("a red circle moving right", steps=2, seed=3)).all()
     recipe.t2v.noise_correlation = 1.0
     with pytest.raises(ValueError, match=r"t2v.noise_correlation must be in \[0, 1\), got 1.0"):
+        train_t2v(recipe, progress=False)
+    recipe.t2v.noise_correlation, recipe.t2v.sample_steps = 0.5, 0
+    with pytest.raises(ValueError, match=r"t2v\.sample_steps must be >= 1, got 0"):
         train_t2v(recipe, progress=False)
 
 
