@@ -14,6 +14,7 @@ tests hold to 1e-4.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -77,7 +78,7 @@ class LatentStream:
         self.context: list[Tensor] = []  # recompute: the past chunks as the cache would hold them
         self.context_actions: list[Tensor] = []
         self.frames_made = 0
-        device = text_states.device
+        device = next(dit.parameters()).device
         self.generator = torch.Generator(device).manual_seed(seed)  # the context re-noising
 
     @torch.no_grad()
@@ -96,7 +97,7 @@ class LatentStream:
         self.frames_made += s.chunk_frames
         return clean
 
-    def _denoiser(self, actions: Tensor | None):
+    def _denoiser(self, actions: Tensor | None) -> Callable[..., Tensor]:
         """model(x, t, text, text_mask=...) for the chunk being made, over the cache or the context."""
         c = self.settings.chunk_frames
         causal = {"attention": "block_causal", "chunk_frames": c}
