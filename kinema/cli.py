@@ -80,6 +80,30 @@ def _synth_shapes(args: argparse.Namespace) -> None:
     print(f"wrote {args.num} clips to {out}/ in {time.perf_counter() - started:.1f} s (manifest: {manifest})")
 
 
+def _record(args: argparse.Namespace) -> None:
+    from kinema.data.games import RecordSettings, record
+
+    width, height = args.size
+    settings = RecordSettings(
+        env_id=args.env,
+        frames=args.frames,
+        width=width,
+        height=height,
+        policy=args.policy,
+        hold=args.hold,
+        clip_frames=args.clip_frames,
+        max_episode_frames=args.max_episode_frames,
+        fps=args.fps,
+        frame_skip=args.frame_skip,
+        seed=args.seed,
+    )
+    started = time.perf_counter()
+    manifest = record(args.out, settings, progress=not args.quiet)
+    print(
+        f"recorded {args.frames} frames of {args.env} in {time.perf_counter() - started:.1f} s (manifest: {manifest})"
+    )
+
+
 def _given(args: argparse.Namespace, *names: str) -> list[tuple[str, object]]:
     """The (name, value) pairs of the options the user actually gave."""
     return [(name, getattr(args, name)) for name in names if getattr(args, name) is not None]
@@ -411,6 +435,30 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", metavar="KEY=VALUE", help="world options, e.g. max_objects=1 split=test"
     )
     shapes.set_defaults(run=_synth_shapes)
+
+    rec = data_commands.add_parser(
+        "record",
+        parents=[common],
+        help="play a game with a random policy and record frames plus actions (needs the games extra)",
+        description="Record a Gymnasium game (ALE, ViZDoom) as clips with per-frame actions and a manifest.",
+    )
+    rec.add_argument("--env", required=True, metavar="ENV_ID", help="e.g. ALE/Breakout-v5, VizdoomBasic-v1")
+    rec.add_argument("--frames", type=_positive_int, required=True, help="frames to record in all")
+    rec.add_argument("--out", required=True, help="output folder (rerun to resume)")
+    rec.add_argument("--size", type=_even_size, default=(64, 64), help="N or WxH, even (default 64)")
+    rec.add_argument("--policy", choices=["random", "sticky"], default="sticky", help="default sticky")
+    rec.add_argument(
+        "--hold", type=_positive_float, default=4.0, help="sticky: mean steps an action is held (default 4)"
+    )
+    rec.add_argument("--clip-frames", type=_positive_int, default=256, help="frames per clip (default 256)")
+    rec.add_argument(
+        "--max-episode-frames", type=_positive_int, default=1000, help="cap on an episode (default 1000)"
+    )
+    rec.add_argument("--fps", type=_positive_float, default=15.0, help="fps of the clips (default 15)")
+    rec.add_argument("--frame-skip", type=_positive_int, help="env frames per step (the env's default)")
+    rec.add_argument("--seed", type=int, default=0, help="seed of episodes and policy (default 0)")
+    rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    rec.set_defaults(run=_record)
 
     probe = data_commands.add_parser("probe", parents=[common], help="print what is in video files")
     probe.add_argument("files", nargs="+", metavar="FILE")

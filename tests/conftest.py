@@ -1,7 +1,9 @@
 """Shared fixtures."""
 
+import importlib
 import os
 import shutil
+from types import ModuleType
 
 import pytest
 import torch
@@ -26,6 +28,17 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+def require_extra(module: str, extra: str) -> ModuleType:
+    """Import a module of an optional extra, or skip; KINEMA_REQUIRE_EXTRAS=1 (CI) makes a missing one fail."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        reason = f"{module} is not installed (pip install 'kinema[{extra}]')"
+        if os.environ.get("KINEMA_REQUIRE_EXTRAS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 @pytest.fixture

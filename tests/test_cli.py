@@ -17,6 +17,7 @@ SUBCOMMANDS = [
     ["data", "synth"],
     ["data", "synth", "shapes"],
     ["data", "probe"],
+    ["data", "record"],
     ["data", "preview"],
     ["config"],
     ["config", "show"],
