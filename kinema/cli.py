@@ -312,11 +312,12 @@ def _seeds(text: str) -> list[int]:
 
 def _train(args: argparse.Namespace) -> None:
     from kinema.config import load_config, save_config
-    from kinema.train import recipes
+    from kinema.train import recipes, world
 
     schema, run = {
         "vae": (recipes.VAERecipe, recipes.train_vae),
         "t2v": (recipes.T2VRecipe, recipes.train_t2v),
+        "world": (world.WorldRecipe, world.train_world),
     }[args.kind]
     recipe = load_config(schema, args.recipe, args.overrides)
     out = Path(recipe.train.out_dir)
@@ -486,7 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     training = commands.add_parser("train", help="train a model from a recipe")
     kinds = training.add_subparsers(title="what to train", metavar="KIND", required=True)
-    for kind, what in (("vae", "the causal video VAE"), ("t2v", "the text-to-video DiT on cached latents")):
+    kinds_help = (
+        ("vae", "the causal video VAE"),
+        ("t2v", "the text-to-video DiT on cached latents"),
+        ("world", "an action-conditioned, block-causal world model on a game recording"),
+    )
+    for kind, what in kinds_help:
         sub = kinds.add_parser(kind, parents=[common], help=f"train {what}")
         sub.add_argument("recipe", help="recipe YAML, or a bundled recipe's name")
         sub.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.steps=2000")

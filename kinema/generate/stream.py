@@ -97,6 +97,16 @@ class LatentStream:
         self.frames_made += s.chunk_frames
         return clean
 
+    @torch.no_grad()
+    def push(self, clean: Tensor, actions: Tensor | None = None) -> None:
+        """Add known clean latents (B, C, chunk_frames, H, W), e.g. a real first frame, to the stream's past."""
+        if clean.ndim != 5 or clean.shape[2] != self.settings.chunk_frames:
+            raise ValueError(
+                f"latents must be (B, C, {self.settings.chunk_frames}, H, W), got {tuple(clean.shape)}"
+            )
+        self._remember(clean, actions)
+        self.frames_made += self.settings.chunk_frames
+
     def _denoiser(self, actions: Tensor | None) -> Callable[..., Tensor]:
         """model(x, t, text, text_mask=...) for the chunk being made, over the cache or the context."""
         c = self.settings.chunk_frames

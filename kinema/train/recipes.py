@@ -108,8 +108,12 @@ class T2VRecipe:
 
 
 def recipe_schema(recipe: str | Path) -> type:
-    """The dataclass a recipe file fits, told by its sections: dit -> T2V, vae -> VAE, else data-only."""
+    """The dataclass a recipe file fits, told by its sections: world, dit -> T2V, vae -> VAE, else data-only."""
+    from kinema.train.world import WorldRecipe  # it builds on this module
+
     sections = set(OmegaConf.load(find_recipe(recipe)).keys())
+    if "world" in sections:
+        return WorldRecipe
     return T2VRecipe if "dit" in sections else VAERecipe if "vae" in sections else Recipe
 
 
@@ -209,7 +213,7 @@ def build_latent_cache(
     provenance = {"vae": str(Path(recipe.t2v.vae).resolve()), "text_encoder": recipe.t2v.text_encoder}
     data = json.loads(json.dumps(dataclasses.asdict(recipe.data)))
     provenance |= {"num_clips": recipe.t2v.num_clips, "data": data}
-    if _cache_provenance(path) == provenance:
+    if cache_provenance(path) == provenance:
         return LatentCache(path)
     device = local_device()
     vae = load_vae(recipe.t2v.vae, device=device).eval()
@@ -243,7 +247,7 @@ def build_latent_cache(
     return LatentCache(path)
 
 
-def _cache_provenance(path: Path) -> dict[str, Any] | None:
+def cache_provenance(path: Path) -> dict[str, Any] | None:
     """What the cache at `path` was built from, or None if there is no complete cache."""
     meta_path = path.with_suffix(".json")
     if not (path.is_file() and meta_path.is_file()):
