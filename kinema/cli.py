@@ -330,6 +330,24 @@ def _train(args: argparse.Namespace) -> None:
     )
 
 
+def _play(args: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+
+        from kinema.serve.app import make_app
+    except ImportError:
+        raise KinemaError("kinema play needs the web extra: pip install 'kinema[web]'") from None
+    from kinema.generate.world import BUNDLED_WORLD, WorldModel, start_frames
+
+    model = Path(args.model) if args.model else BUNDLED_WORLD
+    if not model.is_dir():
+        raise KinemaError(f"model folder not found: {model}" + ("" if args.model else " (pass --model DIR)"))
+    world = WorldModel.from_pretrained(model, device=_torch_device(args.device), steps=args.steps)
+    app = make_app(world, start_frames(model), fps=args.fps, max_players=args.max_players)
+    print(f"kinema play: open http://{args.host}:{args.port}/ to play {model} (Ctrl+C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
 def _torch_device(name: str) -> str:
     """'auto' as 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without one is refused."""
     import torch
@@ -532,6 +550,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(run=_generate)
+
+    play = commands.add_parser(
+        "play",
+        parents=[common],
+        help="play a world model in the browser with the keyboard (needs the web extra)",
+        description="Serve a world model and a page where you play it: keys in, frames out, over a WebSocket.",
+    )
+    play.add_argument("--model", metavar="DIR", help="world model folder (default: the bundled one)")
+    play.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"
+    )
+    play.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    play.add_argument("--steps", type=_positive_int, help="denoising steps a frame (default: the model's)")
+    play.add_argument("--fps", type=_positive_float, help="frames a second to aim for (default: the model's)")
+    play.add_argument(
+        "--max-players", type=_positive_int, default=16, help="connections at once (default 16)"
+    )
+    play.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
+    play.set_defaults(run=_play)
 
     scoring = commands.add_parser(
         "eval",

@@ -26,6 +26,8 @@ SUBCOMMANDS = [
     ["train"],
     ["train", "vae"],
     ["train", "t2v"],
+    ["train", "world"],
+    ["play"],
     ["generate"],
     ["reconstruct"],
 ]

@@ -26,6 +26,7 @@ from kinema.io.video import read_video
 from kinema.models.dit import VideoDiT
 from kinema.models.vae import load_vae
 
+BUNDLED_WORLD = Path(__file__).resolve().parent.parent / "assets" / "breakout-world"
 INFO_NAME = "kinema.json"
 STARTS_NAME = "start_frames.npz"
 TEXT_DIM = 8  # the world DiT's text input width: it takes one zero token
@@ -67,7 +68,6 @@ class WorldModel:
     ) -> None:
         self.vae, self.dit, self.info = vae.eval(), dit.eval(), info
         self.settings = info.stream_settings(steps)
-        self.stream: LatentStream | None = None
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str = "cpu", steps: int | None = None) -> WorldModel:
@@ -100,43 +100,55 @@ class WorldModel:
         """How many discrete actions the model takes."""
         return self.dit.config.num_actions
 
+    def new_game(self, frame: np.ndarray, seed: int = 0, steps: int | None = None) -> Game:
+        """A game of its own (cache, decoder state, noise) that starts from a real uint8 (H, W, 3) frame."""
+        return Game(self, frame, seed, self.settings if steps is None else self.info.stream_settings(steps))
+
+    def rollout(self, first: np.ndarray, actions: list[int], seed: int = 0) -> np.ndarray:
+        """The first frame then one chunk per action: uint8 (1 + chunk_frames * len(actions), H, W, 3)."""
+        game = self.new_game(first, seed=seed)
+        return np.concatenate([game.first_frame[None], *(game.step(a) for a in actions)])
+
+
+class Game:
+    """One player's game: the stream's KV cache, the VAE's decoder state and the noise, over shared weights."""
+
     @torch.no_grad()
-    def reset(self, frame: np.ndarray, seed: int = 0) -> None:
-        """Start a new game from a real uint8 (H, W, 3) frame."""
-        frame = resize_crop(check_frames(np.asarray(frame)[None]), self.info.width, self.info.height)
-        device = next(self.dit.parameters()).device
-        latent = self.vae.normalize(self.vae.encode(to_tensor(frame)[None].to(device)).mean)
-        self.stream = LatentStream(self.dit, null_text(1, device), settings=self.settings, seed=seed)
-        self.decoder = self.vae.start_decode()
-        self.noise = torch.Generator(device).manual_seed(seed)
+    def __init__(self, world: WorldModel, frame: np.ndarray, seed: int, settings: StreamSettings) -> None:
+        self.world, self.settings = world, settings
+        info = world.info
+        self.first_frame = resize_crop(check_frames(np.asarray(frame)[None]), info.width, info.height)[0]
+        self.device = next(world.dit.parameters()).device
+        vae = world.vae
+        latent = vae.normalize(vae.encode(to_tensor(self.first_frame[None])[None].to(self.device)).mean)
+        self.stream = LatentStream(world.dit, null_text(1, self.device), settings=settings, seed=seed)
+        self.decoder = vae.start_decode()
+        self.noise = torch.Generator(self.device).manual_seed(seed)
         # A chunk of several frames starts as the first frame held still; its action is the no-op.
-        chunk = self.settings.chunk_frames
+        chunk = settings.chunk_frames
         still = latent.expand(-1, -1, chunk, -1, -1)
-        self.stream.push(still, torch.zeros(1, chunk, dtype=torch.long, device=device))
-        self.vae.decode_chunk(self.vae.denormalize(still), self.decoder)
+        self.stream.push(still, torch.zeros(1, chunk, dtype=torch.long, device=self.device))
+        vae.decode_chunk(vae.denormalize(still), self.decoder)
+        self.latent_shape = (world.dit.config.latent_channels, chunk, *latent.shape[3:])
+
+    @property
+    def frames_made(self) -> int:
+        """Frames so far, the first one included."""
+        return self.stream.frames_made
 
     @torch.no_grad()
     def step(self, action: int) -> np.ndarray:
         """The next chunk's uint8 (chunk_frames, H, W, 3) frames after pressing `action`."""
-        if self.stream is None:
-            raise KinemaError("reset the world model with a first frame before stepping it")
-        if not (isinstance(action, int | np.integer) and 0 <= action < self.num_actions):
-            raise KinemaError(f"action must be an integer in 0..{self.num_actions - 1}, got {action!r}")
-        device = next(self.dit.parameters()).device
-        c = self.dit.config.latent_channels
-        h, w = self.vae.latent_shape(1, self.info.height, self.info.width)[2:]
-        chunk = self.settings.chunk_frames
-        noise = torch.randn(1, c, chunk, h, w, generator=self.noise, device=device)
-        actions = torch.full((1, chunk), int(action), dtype=torch.long, device=device)
+        n = self.world.num_actions
+        if isinstance(action, bool) or not (isinstance(action, int | np.integer) and 0 <= action < n):
+            raise KinemaError(f"action must be an integer in 0..{n - 1}, got {action!r}")
+        noise = torch.randn(1, *self.latent_shape, generator=self.noise, device=self.device)
+        actions = torch.full(
+            (1, self.settings.chunk_frames), int(action), dtype=torch.long, device=self.device
+        )
         latents = self.stream.next_chunk(noise, actions)
-        pixels = self.vae.decode_chunk(self.vae.denormalize(latents), self.decoder).clamp(-1, 1)
-        return to_frames(pixels[0])
-
-    def rollout(self, first: np.ndarray, actions: list[int], seed: int = 0) -> np.ndarray:
-        """The first frame then one frame per action: uint8 (1 + len(actions), H, W, 3)."""
-        self.reset(first, seed=seed)
-        first = resize_crop(check_frames(np.asarray(first)[None]), self.info.width, self.info.height)[0]
-        return np.concatenate([first[None], *(self.step(a) for a in actions)])
+        vae = self.world.vae
+        return to_frames(vae.decode_chunk(vae.denormalize(latents), self.decoder).clamp(-1, 1)[0])
 
 
 def null_text(batch: int, device: torch.device | str = "cpu") -> torch.Tensor:

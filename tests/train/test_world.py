@@ -10,7 +10,7 @@ import torch
 from kinema.config import load_config
 from kinema.data.games import RecordSettings, record
 from kinema.data.manifest import read_manifest, write_manifest
-from kinema.errors import ConfigError
+from kinema.errors import ConfigError, KinemaError
 from kinema.generate.world import WorldModel, start_frames
 from kinema.models.vae import CausalVAE, VAEConfig
 from kinema.train.checkpoint import list_checkpoints
@@ -130,15 +130,21 @@ def test_world_recipe_trains_resumes_and_exports_a_playable_model(game, tmp_path
     assert np.array_equal(video, world.rollout(starts[0], [1, 2, 2, 3, 0], seed=0)), "seeded"
 
 
-def test_world_model_rejects_bad_actions_and_steps_before_a_reset(game, tmp_path):
+def test_games_keep_their_own_state_and_reject_bad_actions(game, tmp_path):
     train_world(world_recipe(game, tmp_path, 1), progress=False)
     world = WorldModel.from_pretrained(tmp_path / "pipeline")
-    with pytest.raises(Exception, match="reset the world model"):
-        world.step(0)
-    world.reset(start_frames(tmp_path / "pipeline")[0])
-    for bad in (4, -1, 1.5, "LEFT"):
-        with pytest.raises(Exception, match=r"action must be an integer in 0\.\.3"):
-            world.step(bad)
+    first = start_frames(tmp_path / "pipeline")[0]
+    a, b = world.new_game(first, seed=0), world.new_game(first, seed=0)
+    made_a = []
+    for _ in range(3):  # interleaved with another game that presses other keys
+        made_a.append(a.step(2))
+        b.step(3)
+    again = world.new_game(first, seed=0)
+    assert all(np.array_equal(x, again.step(2)) for x in made_a)
+    assert a.frames_made == b.frames_made == 4
+    for bad in (4, -1, 1.5, "LEFT", True):
+        with pytest.raises(KinemaError, match=r"action must be an integer in 0\.\.3"):
+            a.step(bad)
 
 
 @pytest.mark.parametrize(

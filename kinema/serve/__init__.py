@@ -1,0 +1,1 @@
+"""Serving: `kinema play`, a page where a person plays a world model with the keyboard."""
