@@ -6,8 +6,13 @@ interleaved, chunk for chunk, so machine noise hits both alike. Prints ms a chun
 ratio. `--rollout N` also streams N frames with a sink and a window and prints the peak RSS at 1k
 frames and at the end, to show memory stays flat.
 
+`--world DIR` times a trained world model as a player meets it, pixels out: the latency from a
+real start frame to the first made frame, then frames/s over `--frames` key presses (each step
+is the DiT over the KV cache plus the VAE's decode of the new frame).
+
     python benchmarks/stream.py
     python benchmarks/stream.py --rollout 10000
+    python benchmarks/stream.py --world kinema/assets/breakout-world --config kinema/assets/breakout-world/dit/config.json
 """
 
 from __future__ import annotations
@@ -102,6 +107,29 @@ def rollout(dit: VideoDiT, frames: int, steps: int) -> None:
             )
 
 
+def play_speed(folder: Path, steps: int | None, frames: int) -> None:
+    """A world model's first-frame latency and frames/s with random key presses, pixels out."""
+    from kinema.generate.world import WorldModel, start_frames
+
+    world = WorldModel.from_pretrained(folder, steps=steps)
+    first = start_frames(folder)[0]
+    keys = torch.Generator().manual_seed(0)
+    press = lambda: int(torch.randint(world.num_actions, (1,), generator=keys))  # noqa: E731
+    world.new_game(first).step(0)  # warm up
+    start = time.perf_counter()
+    game = world.new_game(first, seed=1)
+    game.step(press())
+    latency = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(frames):
+        game.step(press())
+    fps = frames / (time.perf_counter() - start)
+    print(
+        f"world model {folder} at {world.settings.steps} steps: first frame {latency * 1e3:.1f} ms "
+        f"after the start frame, then {fps:.1f} fps over {frames} frames (pixels out, 1 frame a step)"
+    )
+
+
 def main() -> None:
     """Parse arguments and run the comparison (and the rollout when asked)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -109,8 +137,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rollout", type=int, default=0, metavar="FRAMES")
+    parser.add_argument("--world", type=Path, help="also time this world model folder as a player meets it")
+    parser.add_argument("--frames", type=int, default=200, help="world model: frames to time")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    if args.world:
+        play_speed(args.world, args.steps, args.frames)
     dit = random_dit(args.config)
     params = sum(p.numel() for p in dit.parameters()) / 1e6
     print(

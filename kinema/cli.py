@@ -348,6 +348,29 @@ def _play(args: argparse.Namespace) -> None:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
+def _rollout(args: argparse.Namespace) -> None:
+    from kinema.generate.world import WorldModel, write_rollouts
+
+    world = WorldModel.from_pretrained(args.model, device=_torch_device(args.device), steps=args.steps)
+    started = time.perf_counter()
+    made, truth = write_rollouts(
+        world,
+        args.manifest,
+        args.out,
+        frames=args.frames,
+        teacher_forced=args.teacher_forced,
+        clips=args.clips,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(
+        f"wrote rollouts to {made}/ and the true frames to {truth}/ in {time.perf_counter() - started:.1f} s"
+    )
+    print(
+        f"score them with: kinema eval {made} --reference {truth} --report {Path(args.out) / 'report.html'}"
+    )
+
+
 def _torch_device(name: str) -> str:
     """'auto' as 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without one is refused."""
     import torch
@@ -550,6 +573,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(run=_generate)
+
+    rollout = commands.add_parser(
+        "rollout",
+        parents=[common],
+        help="replay a recording's actions through a world model, for kinema eval against the true frames",
+        description="From each clip's real first frame, play its recorded actions through a world model; "
+        "write the made videos and the true ones under --out by the same names.",
+    )
+    rollout.add_argument("--model", required=True, metavar="DIR", help="world model folder")
+    rollout.add_argument("--manifest", required=True, help="a recording's manifest.jsonl (held-out episodes)")
+    rollout.add_argument("--out", required=True, help="output folder (made/ and truth/)")
+    rollout.add_argument("--frames", type=_positive_int, default=64, help="frames a rollout (default 64)")
+    rollout.add_argument(
+        "--teacher-forced", action="store_true", help="predict every frame from the real frames before it"
+    )
+    rollout.add_argument("--clips", type=_positive_int, help="at most this many clips (default all)")
+    rollout.add_argument("--steps", type=_positive_int, help="denoising steps a frame (default: the model's)")
+    rollout.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    rollout.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
+    rollout.add_argument("--quiet", action="store_true", help="no progress bar")
+    rollout.set_defaults(run=_rollout)
 
     play = commands.add_parser(
         "play",

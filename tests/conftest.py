@@ -3,6 +3,7 @@
 import importlib
 import os
 import shutil
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -65,3 +66,58 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny world model with random weights and real Breakout start frames, saved as a world pipeline,
+    and the 3-clip Breakout recording (20 frames each) the start frames come from."""
+    from kinema.data.games import RecordSettings, record
+    from kinema.data.manifest import read_manifest
+    from kinema.generate.world import WorldInfo, WorldModel, start_frames_of
+    from kinema.models.dit import DiTConfig, VideoDiT
+    from kinema.models.vae import CausalVAE, VAEConfig
+
+    require_extra("ale_py", "games")
+    root = tmp_path_factory.mktemp("play")
+    manifest = record(
+        root / "rec",
+        RecordSettings("ALE/Breakout-v5", frames=60, width=32, height=32, max_episode_frames=20),
+        progress=False,
+    )
+    assert len(read_manifest(manifest)) == 3
+    torch.manual_seed(0)
+    vae = CausalVAE(
+        VAEConfig(
+            latent_channels=4,
+            base_channels=8,
+            channel_multipliers=[1, 2, 2],
+            spatial_downsample=4,
+            temporal_downsample=1,
+        )
+    )
+    dit = VideoDiT(
+        DiTConfig(
+            patch_size=(1, 2, 2),
+            num_attention_heads=2,
+            attention_head_dim=16,
+            in_channels=4,
+            out_channels=4,
+            text_dim=8,
+            freq_dim=32,
+            ffn_dim=64,
+            num_layers=2,
+            num_actions=4,
+        )
+    )
+    torch.nn.init.normal_(dit.action_embedder.weight)  # so that keys change the frames even untrained
+    info = WorldInfo(
+        width=32,
+        height=32,
+        fps=15.0,
+        action_names=["NOOP", "FIRE", "RIGHT", "LEFT"],
+        steps=2,
+        window_frames=4,
+    )
+    folder = WorldModel(vae, dit, info).save_pretrained(root / "world", start_frames_of(manifest, 32, 32))
+    return folder, manifest

@@ -27,6 +27,7 @@ SUBCOMMANDS = [
     ["train", "vae"],
     ["train", "t2v"],
     ["train", "world"],
+    ["rollout"],
     ["play"],
     ["generate"],
     ["reconstruct"],

@@ -82,8 +82,12 @@ class LatentStream:
         self.generator = torch.Generator(device).manual_seed(seed)  # the context re-noising
 
     @torch.no_grad()
-    def next_chunk(self, noise: Tensor, actions: Tensor | None = None) -> Tensor:
-        """Denoise `noise` (B, C, chunk_frames, H, W) into the next chunk's latents; `actions` (B, chunk_frames)."""
+    def next_chunk(self, noise: Tensor, actions: Tensor | None = None, remember: bool = True) -> Tensor:
+        """Denoise `noise` (B, C, chunk_frames, H, W) into the next chunk's latents; `actions` (B, chunk_frames).
+
+        `remember=False` leaves the chunk out of the stream's past, for the caller to `push` another
+        in its place (teacher forcing: the true frame instead of the made one).
+        """
         s = self.settings
         if noise.ndim != 5 or noise.shape[2] != s.chunk_frames:
             raise ValueError(
@@ -93,8 +97,9 @@ class LatentStream:
         velocity = ModelVelocity(self._denoiser(actions), self.text_states, self.text_mask)
         sigmas = make_sigmas(s.steps, shift=s.shift).to(noise.device)
         clean = sample(velocity, noise, sigmas, method=s.sampler)
-        self._remember(clean, actions)
-        self.frames_made += s.chunk_frames
+        if remember:
+            self._remember(clean, actions)
+            self.frames_made += s.chunk_frames
         return clean
 
     @torch.no_grad()

@@ -104,10 +104,18 @@ class WorldModel:
         """A game of its own (cache, decoder state, noise) that starts from a real uint8 (H, W, 3) frame."""
         return Game(self, frame, seed, self.settings if steps is None else self.info.stream_settings(steps))
 
-    def rollout(self, first: np.ndarray, actions: list[int], seed: int = 0) -> np.ndarray:
-        """The first frame then one chunk per action: uint8 (1 + chunk_frames * len(actions), H, W, 3)."""
+    def rollout(
+        self, first: np.ndarray, actions: list[int], seed: int = 0, truth: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The first frame then one chunk per action: uint8 (1 + chunk_frames * len(actions), H, W, 3).
+
+        With `truth`, the real frames after the first, each chunk is predicted from the real past.
+        """
         game = self.new_game(first, seed=seed)
-        return np.concatenate([game.first_frame[None], *(game.step(a) for a in actions)])
+        c = self.settings.chunk_frames
+        truths = [None if truth is None else truth[i * c : (i + 1) * c] for i in range(len(actions))]
+        chunks = [game.step(a, t) for a, t in zip(actions, truths, strict=True)]
+        return np.concatenate([game.first_frame[None], *chunks])
 
 
 class Game:
@@ -120,7 +128,7 @@ class Game:
         self.first_frame = resize_crop(check_frames(np.asarray(frame)[None]), info.width, info.height)[0]
         self.device = next(world.dit.parameters()).device
         vae = world.vae
-        latent = vae.normalize(vae.encode(to_tensor(self.first_frame[None])[None].to(self.device)).mean)
+        latent = self._encode(self.first_frame[None])
         self.stream = LatentStream(world.dit, null_text(1, self.device), settings=settings, seed=seed)
         self.decoder = vae.start_decode()
         self.noise = torch.Generator(self.device).manual_seed(seed)
@@ -136,17 +144,28 @@ class Game:
         """Frames so far, the first one included."""
         return self.stream.frames_made
 
+    def _encode(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (T, H, W, 3) frames at the model's size to normalised latents (1, C, T, h, w)."""
+        vae = self.world.vae
+        return vae.normalize(vae.encode(to_tensor(frames)[None].to(self.device)).mean)
+
     @torch.no_grad()
-    def step(self, action: int) -> np.ndarray:
-        """The next chunk's uint8 (chunk_frames, H, W, 3) frames after pressing `action`."""
+    def step(self, action: int, truth: np.ndarray | None = None) -> np.ndarray:
+        """The next chunk's uint8 (chunk_frames, H, W, 3) frames after pressing `action`.
+
+        With `truth`, the real frames of this chunk, the game goes on from those instead of the
+        ones it made (teacher forcing), so each step is scored as a one-step prediction.
+        """
         n = self.world.num_actions
         if isinstance(action, bool) or not (isinstance(action, int | np.integer) and 0 <= action < n):
             raise KinemaError(f"action must be an integer in 0..{n - 1}, got {action!r}")
+        chunk = self.settings.chunk_frames
         noise = torch.randn(1, *self.latent_shape, generator=self.noise, device=self.device)
-        actions = torch.full(
-            (1, self.settings.chunk_frames), int(action), dtype=torch.long, device=self.device
-        )
-        latents = self.stream.next_chunk(noise, actions)
+        actions = torch.full((1, chunk), int(action), dtype=torch.long, device=self.device)
+        latents = self.stream.next_chunk(noise, actions, remember=truth is None)
+        if truth is not None:
+            info = self.world.info
+            self.stream.push(self._encode(resize_crop(check_frames(truth), info.width, info.height)), actions)
         vae = self.world.vae
         return to_frames(vae.decode_chunk(vae.denormalize(latents), self.decoder).clamp(-1, 1)[0])
 
@@ -167,3 +186,44 @@ def start_frames_of(manifest: str | Path, width: int, height: int, count: int = 
     records = [r for r in read_manifest(manifest) if r.meta.get("start", 0) == 0][:count]
     frames = [read_video(clip_path(r, manifest), num_frames=1, fps=r.fps)[0] for r in records]
     return resize_crop(np.concatenate(frames), width, height)
+
+
+def write_rollouts(
+    world: WorldModel,
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    frames: int = 64,
+    teacher_forced: bool = False,
+    clips: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[Path, Path]:
+    """Replay recorded clips' actions from their real first frames; write made and true videos by the same names.
+
+    Returns (made, truth) folders for `kinema eval MADE --reference TRUTH`. A rollout longer than
+    its clip replays the clip's actions again from the start; the truth is as long as the clip.
+    Teacher-forced rollouts predict each frame from the real ones before it.
+    """
+    from tqdm import tqdm
+
+    from kinema.io.video import write_video
+
+    made_dir, truth_dir = Path(out) / "made", Path(out) / "truth"
+    records = [r for r in read_manifest(manifest) if r.actions and r.num_frames > 1][:clips]
+    if not records:
+        raise KinemaError(f"{manifest}: no clip with actions and more than one frame")
+    info = world.info
+    for record in tqdm(records, desc="rollout", unit="clip", disable=not progress):
+        real, _ = read_video(clip_path(record, manifest))
+        real = resize_crop(real, info.width, info.height)
+        steps = -(-(frames - 1) // world.settings.chunk_frames)
+        actions = [record.actions[1 + i % (len(real) - 1)] for i in range(steps)]
+        truth = real[1:] if teacher_forced else None
+        if teacher_forced:
+            steps = min(steps, (len(real) - 1) // world.settings.chunk_frames)
+        video = world.rollout(real[0], actions[:steps], seed=seed, truth=truth)[:frames]
+        name = Path(record.path).with_suffix(".mp4").name
+        write_video(made_dir / name, video, info.fps, crf=12)
+        write_video(truth_dir / name, real[:frames], info.fps, crf=12)
+    return made_dir, truth_dir

@@ -13,14 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from kinema.data.games import RecordSettings, record
-from kinema.data.manifest import read_manifest
-from kinema.generate.world import WorldInfo, WorldModel, start_frames_of
-from kinema.models.dit import DiTConfig, VideoDiT
-from kinema.models.vae import CausalVAE, VAEConfig
 from kinema.serve.app import BadMessage, key_bindings, parse_message
 from tests.conftest import require_extra
 
@@ -32,43 +26,8 @@ BREAKOUT_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]
 
 
 @pytest.fixture(scope="module")
-def world_folder(tmp_path_factory) -> Path:
-    """A tiny world model with random weights, and real Breakout start frames, saved as a world pipeline."""
-    require_extra("ale_py", "games")
-    root = tmp_path_factory.mktemp("play")
-    manifest = record(
-        root / "rec",
-        RecordSettings("ALE/Breakout-v5", frames=60, width=32, height=32, max_episode_frames=20),
-        progress=False,
-    )
-    assert len(read_manifest(manifest)) == 3
-    torch.manual_seed(0)
-    vae = CausalVAE(
-        VAEConfig(
-            latent_channels=4,
-            base_channels=8,
-            channel_multipliers=[1, 2, 2],
-            spatial_downsample=4,
-            temporal_downsample=1,
-        )
-    )
-    dit = VideoDiT(
-        DiTConfig(
-            patch_size=(1, 2, 2),
-            num_attention_heads=2,
-            attention_head_dim=16,
-            in_channels=4,
-            out_channels=4,
-            text_dim=8,
-            freq_dim=32,
-            ffn_dim=64,
-            num_layers=2,
-            num_actions=4,
-        )
-    )
-    torch.nn.init.normal_(dit.action_embedder.weight)  # so that keys change the frames even untrained
-    info = WorldInfo(width=32, height=32, fps=15.0, action_names=BREAKOUT_ACTIONS, steps=2, window_frames=4)
-    return WorldModel(vae, dit, info).save_pretrained(root / "world", start_frames_of(manifest, 32, 32))
+def world_folder(tiny_world) -> Path:
+    return tiny_world[0]
 
 
 def free_port() -> int:
