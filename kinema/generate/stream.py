@@ -5,7 +5,9 @@ written into the cache once, clean or lightly re-noised (`context_sigma`, as Gam
 noise their context). A rolling window keeps the first `sink_frames` frames (attention sinks) and
 the last `window_frames`, so a rollout of any length runs in constant memory. Cached keys carry RoPE
 at their absolute frame positions and RoPE is relative, so frames far past the training length
-only ever see distances the model knows from its window.
+only ever see distances the model knows from its window. A sink's distance to the newest frame
+does grow without bound, so a model not trained with distant sinks should run without them
+(the world models do: `sink_frames: 0`).
 
 `recompute=True` is the baseline without a cache (Oasis-style): every denoising step runs the DiT
 over the whole context again. Without a window both modes compute the same function, which the

@@ -45,7 +45,7 @@ class WorldInfo:
     shift: float = 1.0
     context_sigma: float = 0.05
     window_frames: int | None = 15
-    sink_frames: int = 1
+    sink_frames: int = 0
     kind: str = "world"
 
     def stream_settings(self, steps: int | None = None) -> StreamSettings:

@@ -59,8 +59,10 @@ class WorldOptions:
     # How the exported stream plays: steps per chunk, the context's noise level and the window.
     sample_steps: int = 4
     sample_context_sigma: float = 0.05
+    # The past a frame sees while playing; with the frame itself it should fit the training window, and
+    # sinks stay off: their distance to the newest frame keeps growing, past what RoPE saw in training.
     window_frames: int = 15
-    sink_frames: int = 1
+    sink_frames: int = 0
 
 
 @dataclass
@@ -95,7 +97,7 @@ class FrameCache(Dataset):
     def _window_starts(self) -> torch.Tensor:
         """The first frame of every window that lies inside one clip."""
         bounds = [*self.clip_starts.tolist(), len(self.latents)]
-        starts = [torch.arange(a, b - self.window + 1) for a, b in itertools.pairwise(bounds)]
+        starts = [torch.arange(a, max(a, b - self.window + 1)) for a, b in itertools.pairwise(bounds)]
         return torch.cat(starts) if starts else torch.zeros(0, dtype=torch.long)
 
     def __len__(self) -> int:
