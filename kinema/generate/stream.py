@@ -38,6 +38,9 @@ class StreamSettings:
     context_sigma: float = 0.0  # noise level of a finished chunk as the cache sees it
     sink_frames: int = 1  # first frames kept for good (attention sinks) once the window is full
     window_frames: int | None = None  # the last frames kept besides the sinks; None keeps them all
+    # The DiT takes each frame's previous frame, as the cache sees it, in its condition channels
+    # (frame stacking, as DIAMOND and GameNGen do), so copying what stays still is a local operation.
+    previous_frame: bool = False
 
     def __post_init__(self) -> None:
         problem = _settings_problem(self)
@@ -79,6 +82,8 @@ class LatentStream:
         self.cache = dit.new_cache()
         self.context: list[Tensor] = []  # recompute: the past chunks as the cache would hold them
         self.context_actions: list[Tensor] = []
+        self.last_seen: Tensor | None = None  # the newest frame as the cache holds it
+        self.before_context: Tensor | None = None  # recompute: the frame before the oldest kept one
         self.frames_made = 0
         device = next(dit.parameters()).device
         self.generator = torch.Generator(device).manual_seed(seed)  # the context re-noising
@@ -121,7 +126,7 @@ class LatentStream:
         if not self.recompute:
 
             def cached(x: Tensor, t: Tensor, text: Tensor, text_mask: Tensor | None = None) -> Tensor:
-                extra = self._extra_inputs(x, actions)
+                extra = self._extra_inputs(x, actions, self.last_seen)
                 return self.dit(x, t, text, text_mask=text_mask, cache=self.cache, **causal, **extra)
 
             return cached
@@ -131,20 +136,25 @@ class LatentStream:
             context_t = torch.full((x.shape[0], frames.shape[2] - c), 1000.0 * self.settings.context_sigma)
             per_frame = torch.cat([context_t.to(t), t[:, None].expand(-1, c)], dim=1)
             past_actions = None if actions is None else torch.cat([*self.context_actions, actions], dim=1)
-            extra = self._extra_inputs(frames, past_actions)
+            extra = self._extra_inputs(frames, past_actions, self.before_context)
             start = self.frames_made - (frames.shape[2] - c)
             out = self.dit(frames, per_frame, text, text_mask=text_mask, start_frame=start, **causal, **extra)
             return out[:, :, -c:]
 
         return recomputed
 
-    def _extra_inputs(self, latents: Tensor, actions: Tensor | None) -> dict[str, Tensor]:
-        """Actions when given, and an empty condition for a model that takes one (no first frame)."""
+    def _extra_inputs(
+        self, latents: Tensor, actions: Tensor | None, before: Tensor | None
+    ) -> dict[str, Tensor]:
+        """Actions when given, and the condition: each frame's previous frame (`before` the first one,
+        zeros at the start), or all zeros for a model whose condition is a first frame it was not given."""
         extra = {} if actions is None else {"actions": actions}
-        channels = self.dit.config.condition_channels
-        if channels:
+        if self.settings.previous_frame:
+            first = torch.zeros_like(latents[:, :, :1]) if before is None else before
+            extra["condition"] = torch.cat([first, latents[:, :, :-1]], dim=2)
+        elif self.dit.config.condition_channels:
             b, _, f, h, w = latents.shape
-            extra["condition"] = latents.new_zeros(b, channels, f, h, w)
+            extra["condition"] = latents.new_zeros(b, self.dit.config.condition_channels, f, h, w)
         return extra
 
     def _remember(self, clean: Tensor, actions: Tensor | None) -> None:
@@ -152,6 +162,7 @@ class LatentStream:
         s = self.settings
         noise = torch.randn(clean.shape, generator=self.generator, device=clean.device, dtype=clean.dtype)
         seen = add_noise(clean, noise, s.context_sigma) if s.context_sigma else clean
+        before, self.last_seen = self.last_seen, seen[:, :, -1:]
         if self.recompute:
             self.context.append(seen)
             if actions is not None:
@@ -160,7 +171,7 @@ class LatentStream:
                 self._keep_last_chunks(s.window_frames // s.chunk_frames)
             return
         t = torch.full((clean.shape[0],), 1000.0 * s.context_sigma, device=clean.device)
-        extra = self._extra_inputs(seen, actions)
+        extra = self._extra_inputs(seen, actions, before)
         self.dit(
             seen,
             t,
@@ -177,5 +188,7 @@ class LatentStream:
 
     def _keep_last_chunks(self, chunks: int) -> None:
         """Recompute's window: the last `chunks` chunks of context."""
+        if len(self.context) > chunks:
+            self.before_context = self.context[-chunks - 1][:, :, -1:]
         self.context = self.context[-chunks:]
         self.context_actions = self.context_actions[-chunks:]

@@ -46,6 +46,7 @@ class WorldInfo:
     context_sigma: float = 0.05
     window_frames: int | None = 15
     sink_frames: int = 0
+    previous_frame: bool = False  # the DiT takes each frame's previous frame as condition channels
     kind: str = "world"
 
     def stream_settings(self, steps: int | None = None) -> StreamSettings:
@@ -57,6 +58,7 @@ class WorldInfo:
             context_sigma=self.context_sigma,
             sink_frames=self.sink_frames,
             window_frames=self.window_frames,
+            previous_frame=self.previous_frame,
         )
 
 
@@ -182,9 +184,13 @@ def start_frames(folder: str | Path) -> np.ndarray:
 
 
 def start_frames_of(manifest: str | Path, width: int, height: int, count: int = 8) -> np.ndarray:
-    """The first frames of up to `count` episodes of a recording, at the model's size."""
-    records = [r for r in read_manifest(manifest) if r.meta.get("start", 0) == 0][:count]
-    frames = [read_video(clip_path(r, manifest), num_frames=1, fps=r.fps)[0] for r in records]
+    """The first frames of up to `count` clips spread evenly over a recording, at the model's size.
+
+    Clips start mid-episode too, so the games can begin from varied states, not only the reset screen.
+    """
+    records = read_manifest(manifest)
+    picks = np.unique(np.linspace(0, len(records) - 1, min(count, len(records))).round().astype(int))
+    frames = [read_video(clip_path(records[i], manifest), num_frames=1, fps=records[i].fps)[0] for i in picks]
     return resize_crop(np.concatenate(frames), width, height)
 
 

@@ -171,10 +171,13 @@ class WorldTask:
         sigma = self.noise_levels(len(x0), x0.shape[2]).to(x0.device)
         noise = torch.randn_like(x0)
         noisy = add_noise(x0, noise, sigma)
+        # Frame stacking: each frame also sees the frame before it, as noisy as the stream will hold it.
+        stacked = torch.cat([torch.zeros_like(noisy[:, :, :1]), noisy[:, :, :-1]], dim=2)
         output = model(
             noisy,
             sigma * 1000.0,
             null_text(len(x0), x0.device),
+            condition=stacked if self.model.config.condition_channels else None,
             actions=actions,
             attention="block_causal",
             chunk_frames=self.options.chunk_frames,
@@ -208,6 +211,7 @@ def world_info(recipe: WorldRecipe, action_names: list[str]) -> WorldInfo:
         context_sigma=o.sample_context_sigma,
         window_frames=o.window_frames,
         sink_frames=o.sink_frames,
+        previous_frame=bool(recipe.dit.condition_channels),
     )
 
 
@@ -274,9 +278,10 @@ def _check_world(recipe: WorldRecipe) -> None:
     d, o = recipe.dit, recipe.world
     if d.num_actions < 1:
         raise ValueError("dit.num_actions must be the game's number of actions (recording.json lists them)")
-    if d.text_dim != TEXT_DIM or d.condition_channels:
+    if d.text_dim != TEXT_DIM or d.condition_channels not in (0, d.latent_channels):
         raise ValueError(
-            f"a world DiT takes no text or first-frame condition: set dit.text_dim={TEXT_DIM}, dit.condition_channels=0"
+            f"a world DiT takes no text (dit.text_dim={TEXT_DIM}), and its condition channels are 0 or the "
+            f"previous frame's latent channels (dit.condition_channels = in_channels / 2), got {d.condition_channels}"
         )
     if d.patch_size[0] != 1:
         raise ValueError("dit.patch_size[0] must be 1: every latent frame has its own noise level and action")

@@ -1,5 +1,7 @@
 """Streaming: chunk after chunk over the KV cache equals recomputing the context, in bounded memory."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -63,6 +65,23 @@ def test_the_cache_gives_what_recomputing_the_context_gives(chunk, context_sigma
         LatentStream(dit, text(), settings=settings), chunk_noise(3, chunk, seed=9) + noises[3:], actions
     )
     assert (other[:, :, -chunk:] - cached[:, :, -chunk:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_frame_stacking_gives_the_same_chunks_over_the_cache_as_recomputed(chunk):
+    dit = tiny_dit(in_channels=8, condition_channels=4, num_actions=3)
+    settings = StreamSettings(
+        chunk_frames=chunk, steps=2, context_sigma=0.1, previous_frame=True, sink_frames=0
+    )
+    noises = chunk_noise(5, chunk)
+    actions = [torch.full((B, chunk), i % 3) for i in range(5)]
+    cached = run(LatentStream(dit, text(), settings=settings), noises, actions)
+    recomputed = run(LatentStream(dit, text(), settings=settings, recompute=True), noises, actions)
+    assert (cached - recomputed).abs().max() <= 1e-4
+    # The condition is used: without the previous frames the chunks come out otherwise.
+    unstacked = dataclasses.replace(settings, previous_frame=False)
+    plain = run(LatentStream(dit, text(), settings=unstacked), noises, actions)
+    assert (plain - cached).abs().max() > 1e-3
 
 
 def test_a_rolling_window_keeps_the_cache_bounded_far_past_the_rope_length():

@@ -124,7 +124,8 @@ def test_world_recipe_trains_resumes_and_exports_a_playable_model(game, tmp_path
     world = WorldModel.from_pretrained(tmp_path / "b" / "pipeline")
     assert world.info.action_names == ["NOOP", "FIRE", "RIGHT", "LEFT"]
     starts = start_frames(tmp_path / "b" / "pipeline")
-    assert starts.shape[1:] == (32, 32, 3) and len(starts) == 3  # one per recorded episode
+    assert starts.shape == (6, 32, 32, 3), "the first frame of each of the 6 clips"
+    assert not np.array_equal(starts[0], starts[1]), "clips that start mid-episode start elsewhere"
     video = world.rollout(starts[0], [1, 2, 2, 3, 0], seed=0)
     assert video.shape == (6, 32, 32, 3) and np.array_equal(video[0], starts[0])
     assert np.array_equal(video, world.rollout(starts[0], [1, 2, 2, 3, 0], seed=0)), "seeded"
@@ -198,3 +199,17 @@ def test_bundled_world_recipes_load_and_fit_the_size_budget():
     )
     fp16_megabytes = 2 * sum(p.numel() for m in (vae, dit) for p in m.parameters()) / 1e6
     assert fp16_megabytes <= 25, fp16_megabytes
+
+
+def test_frame_stacking_trains_and_plays_with_the_previous_frame(game, tmp_path):
+    stacked = ["dit.in_channels=8", "dit.condition_channels=4"]
+    train_world(world_recipe(game, tmp_path, 2, *stacked), progress=False)
+    world = WorldModel.from_pretrained(tmp_path / "pipeline")
+    assert world.info.previous_frame and world.settings.previous_frame
+    first = start_frames(tmp_path / "pipeline")[0]
+    assert world.rollout(first, [2, 2, 3]).shape == (4, 32, 32, 3)
+    with pytest.raises(ValueError, match="condition channels are 0 or the previous frame's"):
+        train_world(
+            world_recipe(game, tmp_path / "bad", 1, "dit.in_channels=9", "dit.condition_channels=5"),
+            progress=False,
+        )
