@@ -340,8 +340,12 @@ def _play(args: argparse.Namespace) -> None:
     from kinema.generate.world import BUNDLED_WORLD, WorldModel, start_frames
 
     model = Path(args.model) if args.model else BUNDLED_WORLD
+    if not args.model and not model.is_dir():
+        raise KinemaError(
+            "no world model is bundled yet: train one (docs/training.md, 'World models') and pass --model DIR"
+        )
     if not model.is_dir():
-        raise KinemaError(f"model folder not found: {model}" + ("" if args.model else " (pass --model DIR)"))
+        raise KinemaError(f"model folder not found: {model}")
     world = WorldModel.from_pretrained(model, device=_torch_device(args.device), steps=args.steps)
     app = make_app(world, start_frames(model), fps=args.fps, max_players=args.max_players)
     print(f"kinema play: open http://{args.host}:{args.port}/ to play {model} (Ctrl+C stops)", flush=True)
@@ -601,7 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="play a world model in the browser with the keyboard (needs the web extra)",
         description="Serve a world model and a page where you play it: keys in, frames out, over a WebSocket.",
     )
-    play.add_argument("--model", metavar="DIR", help="world model folder (default: the bundled one)")
+    play.add_argument(
+        "--model",
+        metavar="DIR",
+        help="world model folder, e.g. runs/world_breakout/pipeline (none is bundled yet)",
+    )
     play.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"
     )

@@ -203,3 +203,11 @@ def test_the_page_plays_with_the_keyboard_in_a_real_browser(server, browser):
     )
     assert page.inner_text("#error") == ""
     page.close()
+
+
+def test_play_without_a_model_says_how_to_get_one():
+    result = subprocess.run(
+        [sys.executable, "-m", "kinema", "play"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "no world model is bundled yet" in result.stderr and "--model DIR" in result.stderr
