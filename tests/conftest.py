@@ -68,6 +68,21 @@ def browser():
             chromium.close()
 
 
+def tiny_frame_vae():
+    """A tiny random per-frame VAE (4x space, 1x time, 4 latent channels), seeded."""
+    from kinema.models.vae import CausalVAE, VAEConfig
+
+    torch.manual_seed(0)
+    config = VAEConfig(
+        latent_channels=4,
+        base_channels=8,
+        channel_multipliers=[1, 2, 2],
+        spatial_downsample=4,
+        temporal_downsample=1,
+    )
+    return CausalVAE(config)
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny world model with random weights and real Breakout start frames, saved as a world pipeline,
@@ -76,7 +91,6 @@ def tiny_world(tmp_path_factory) -> tuple[Path, Path]:
     from kinema.data.manifest import read_manifest
     from kinema.generate.world import WorldInfo, WorldModel, start_frames_of
     from kinema.models.dit import DiTConfig, VideoDiT
-    from kinema.models.vae import CausalVAE, VAEConfig
 
     require_extra("ale_py", "games")
     root = tmp_path_factory.mktemp("play")
@@ -86,16 +100,7 @@ def tiny_world(tmp_path_factory) -> tuple[Path, Path]:
         progress=False,
     )
     assert len(read_manifest(manifest)) == 3
-    torch.manual_seed(0)
-    vae = CausalVAE(
-        VAEConfig(
-            latent_channels=4,
-            base_channels=8,
-            channel_multipliers=[1, 2, 2],
-            spatial_downsample=4,
-            temporal_downsample=1,
-        )
-    )
+    vae = tiny_frame_vae()
     dit = VideoDiT(
         DiTConfig(
             patch_size=(1, 2, 2),

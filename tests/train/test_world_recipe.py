@@ -12,7 +12,7 @@ from kinema.data.games import RecordSettings, record
 from kinema.data.manifest import read_manifest, write_manifest
 from kinema.errors import ConfigError, KinemaError
 from kinema.generate.world import WorldModel, start_frames
-from kinema.models.vae import CausalVAE, VAEConfig
+from kinema.models.vae import CausalVAE
 from kinema.train.checkpoint import list_checkpoints
 from kinema.train.world import (
     FrameCache,
@@ -22,7 +22,7 @@ from kinema.train.world import (
     build_frame_cache,
     train_world,
 )
-from tests.conftest import require_extra
+from tests.conftest import require_extra, tiny_frame_vae
 
 TINY_DIT = [
     "dit.num_attention_heads=2",
@@ -38,24 +38,14 @@ TINY_DIT = [
 
 @pytest.fixture(scope="module")
 def game(tmp_path_factory) -> tuple[Path, Path]:
-    """A real Breakout recording at 32x32 (4 episodes' clips) and a per-frame VAE for it."""
+    """A real Breakout recording at 32x32 (3 episodes of 40 frames, 6 clips of 20) and a per-frame VAE."""
     require_extra("ale_py", "games")
     root = tmp_path_factory.mktemp("world")
     settings = RecordSettings(
         "ALE/Breakout-v5", frames=120, width=32, height=32, clip_frames=20, max_episode_frames=40
     )
     manifest = record(root / "rec", settings, progress=False)
-    torch.manual_seed(0)
-    vae = CausalVAE(
-        VAEConfig(
-            latent_channels=4,
-            base_channels=8,
-            channel_multipliers=[1, 2, 2],
-            spatial_downsample=4,
-            temporal_downsample=1,
-        )
-    )
-    vae.save_pretrained(root / "vae")
+    tiny_frame_vae().save_pretrained(root / "vae")
     return manifest, root / "vae"
 
 
