@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from kinema.data.dataset import resize_crop, to_frames, to_tensor
 from kinema.data.manifest import clip_path, read_manifest
 from kinema.errors import KinemaError
 from kinema.generate.stream import LatentStream, StreamSettings
 from kinema.io import atomic_path, atomic_write_text, check_frames
-from kinema.io.video import read_video
+from kinema.io.video import read_video, write_video
 from kinema.models.dit import VideoDiT
 from kinema.models.vae import load_vae
 
@@ -211,10 +212,6 @@ def write_rollouts(
     its clip replays the clip's actions again from the start; the truth is as long as the clip.
     Teacher-forced rollouts predict each frame from the real ones before it.
     """
-    from tqdm import tqdm
-
-    from kinema.io.video import write_video
-
     made_dir, truth_dir = Path(out) / "made", Path(out) / "truth"
     records = [r for r in read_manifest(manifest) if r.actions and r.num_frames > 1][:clips]
     if not records:

@@ -157,7 +157,6 @@ def make_app(
             reader.cancel()
             players.discard(id(ws))
 
-    app.state.worker = worker
     return app
 
 

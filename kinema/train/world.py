@@ -171,13 +171,15 @@ class WorldTask:
         sigma = self.noise_levels(len(x0), x0.shape[2]).to(x0.device)
         noise = torch.randn_like(x0)
         noisy = add_noise(x0, noise, sigma)
-        # Frame stacking: each frame also sees the frame before it, as noisy as the stream will hold it.
-        stacked = torch.cat([torch.zeros_like(noisy[:, :, :1]), noisy[:, :, :-1]], dim=2)
+        condition = None
+        if self.model.config.condition_channels:
+            # Frame stacking: each frame also sees the frame before it, as noisy as the stream holds it.
+            condition = torch.cat([torch.zeros_like(noisy[:, :, :1]), noisy[:, :, :-1]], dim=2)
         output = model(
             noisy,
             sigma * 1000.0,
             null_text(len(x0), x0.device),
-            condition=stacked if self.model.config.condition_channels else None,
+            condition=condition,
             actions=actions,
             attention="block_causal",
             chunk_frames=self.options.chunk_frames,
