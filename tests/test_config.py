@@ -17,11 +17,14 @@ def test_every_bundled_recipe_loads():
     for path in recipes:
         schema = recipe_schema(path)
         assert isinstance(load_config(schema, path), schema)
-    assert {recipe_schema(name).__name__ for name in ("shapes", "vae_shapes", "t2v_shapes")} == {
+    names = ("shapes", "vae_shapes", "t2v_shapes", "world_breakout", "curate")
+    assert [recipe_schema(name).__name__ for name in names] == [
         "Recipe",
         "VAERecipe",
         "T2VRecipe",
-    }
+        "WorldRecipe",
+        "CurateRecipe",
+    ]
 
 
 def test_recipe_by_name_and_overrides():

