@@ -34,7 +34,7 @@ from kinema.data.curate.probe import probe_file, probe_problem, rejection
 from kinema.data.curate.quality import FrameSignals, quality_problem, scene_hashes, scene_measurements
 from kinema.data.curate.recipe import CurateRecipe
 from kinema.data.curate.scenes import CutFinder, scene_ranges
-from kinema.data.manifest import ClipRecord, read_manifest, write_manifest
+from kinema.data.manifest import ClipRecord, clip_path, read_manifest, write_manifest
 from kinema.errors import KinemaError
 from kinema.io.atomic import atomic_write_text
 from kinema.io.video import VideoError, iter_frames, read_video
@@ -78,7 +78,7 @@ def gather_inputs(inputs: Sequence[str], exclude: Path | None = None) -> list[Pa
         if path.is_dir():
             found |= {p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES}
         elif path.suffix == ".jsonl" and path.is_file():
-            found |= {(path.parent / r.path) for r in read_manifest(path)}
+            found |= {clip_path(r, path) for r in read_manifest(path)}
         elif path.exists() or path.is_symlink():
             found.add(path)
         elif glob.has_magic(item):
@@ -151,7 +151,7 @@ def _decode_and_measure(path: str, info: dict, recipe: CurateRecipe) -> list[dic
                 "start_s": start / info["fps"],
                 "end_s": end / info["fps"],
                 "measurements": scene_measurements(signals, start, end),
-                "hashes": scene_hashes(signals, start, end, recipe.dedup.samples),
+                "hashes": scene_hashes(signals, start, end, options.hash_samples),
                 "thumb": _jpeg_base64(thumbs[middle]) if middle is not None else "",
             }
         )

@@ -41,6 +41,7 @@ class AnalysisOptions:
     min_scene_len: int = 15  # frames
     black_level: float = 16.0  # a frame darker than this mean luma is black; a bar row/column too
     frozen_level: float = 0.5  # consecutive frames closer than this mean |difference| are frozen
+    hash_samples: int = 8  # pHashes kept per scene for dedup, at evenly spaced relative times
 
     def __post_init__(self) -> None:
         if self.detector not in ("content", "adaptive"):
@@ -50,8 +51,8 @@ class AnalysisOptions:
         for name in ("sample_fps", "threshold"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"analysis.{name} must be positive, got {getattr(self, name)}")
-        if self.min_scene_len < 1:
-            raise ValueError(f"analysis.min_scene_len must be >= 1, got {self.min_scene_len}")
+        if self.min_scene_len < 1 or self.hash_samples < 1:
+            raise ValueError("analysis.min_scene_len and analysis.hash_samples must be >= 1")
 
     def key(self) -> str:
         """A short hash of these options: cached measurements are valid only under the same key."""
@@ -75,14 +76,11 @@ class QualityGates:
 
 @dataclass
 class DedupOptions:
-    """Near-duplicate scenes by perceptual hashes of frames sampled at the same relative times."""
+    """Near-duplicate scenes by the pHashes of frames at the same relative times (analysis.hash_samples)."""
 
-    samples: int = 8  # frames hashed per scene
     min_similarity: float = 0.9  # 1 - mean Hamming distance / 64 of the aligned pHashes
 
     def __post_init__(self) -> None:
-        if self.samples < 1:
-            raise ValueError(f"dedup.samples must be >= 1, got {self.samples}")
         if not 0 < self.min_similarity <= 1:
             raise ValueError(f"dedup.min_similarity must be in (0, 1], got {self.min_similarity}")
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from kinema.data.curate import CurateRecipe, curate
+from kinema.data.curate import CurateRecipe, curate, gather_inputs
 from kinema.data.manifest import clip_path, read_manifest
 from kinema.io.video import probe
 from tests.data.curate.conftest import CUT_FRAMES, digests, files_by_name, scenes_of
@@ -147,3 +147,14 @@ def test_bad_inputs_get_one_line_errors(tmp_path, corpus):
         text=True,
     )
     assert unknown.returncode == 2 and "quality.sharp" in unknown.stderr
+
+
+def test_inputs_from_folders_globs_and_manifests(run, corpus):
+    result, _ = run
+    clips = sorted((result.out / "clips").glob("*.mp4"))
+    assert gather_inputs([str(result.manifest)]) == [p.resolve() for p in clips]
+    assert gather_inputs([str(corpus.root / "bikes*.mp4")]) == sorted(
+        p.resolve() for p in corpus.root.glob("bikes*.mp4")
+    )
+    folder = gather_inputs([str(corpus.root)])
+    assert all(p.suffix == ".mp4" for p in folder)  # the sidecar .txt is not an input
