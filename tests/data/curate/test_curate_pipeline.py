@@ -11,6 +11,7 @@ from pathlib import Path
 from kinema.data.curate import CurateRecipe, curate, gather_inputs
 from kinema.data.manifest import clip_path, read_manifest
 from kinema.io.video import probe
+from tests.conftest import require_extra
 from tests.data.curate.conftest import CUT_FRAMES, digests, files_by_name, scenes_of
 
 KINEMA = [sys.executable, "-m", "kinema"]
@@ -158,3 +159,23 @@ def test_inputs_from_folders_globs_and_manifests(run, corpus):
     )
     folder = gather_inputs([str(corpus.root)])
     assert all(p.suffix == ".mp4" for p in folder)  # the sidecar .txt is not an input
+
+
+def test_concept_balancing_caps_a_cluster(corpus, tmp_path, monkeypatch):
+    require_extra("sklearn", "curate")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recipe = CurateRecipe()
+    recipe.captions.balance, recipe.captions.clusters, recipe.captions.max_per_cluster = True, 8, 1
+    picked = [str(corpus.root / name) for name in ("bikes.mp4", "carphone_pristine.mp4")]
+    result = curate(picked, tmp_path / "balanced", recipe, progress=False)
+    audit = [json.loads(line) for line in result.audit.read_text().splitlines()]
+    bikes = [s for s in scenes_of(audit, "bikes.mp4") if s["stage"] in (None, "balance")]
+    # Five bikes scenes share one caption, so one cluster: only its sharpest scene stays.
+    assert len(bikes) == 5 and len({s["cluster"] for s in bikes}) == 1
+    kept = [s for s in bikes if s["decision"] == "accepted"]
+    assert len(kept) == 1 and kept[0]["measurements"]["sharpness"] == max(
+        s["measurements"]["sharpness"] for s in bikes
+    )
+    assert {s["reason"] for s in bikes if s not in kept} == {"concept_cap"}
+    assert [label for label, _ in result.funnel].index("balanced") > 0
+    assert dict(result.funnel)["balanced"] == 2 == len(read_manifest(result.manifest))
