@@ -33,6 +33,7 @@ from kinema.data.curate.normalize import normalize_scene
 from kinema.data.curate.probe import probe_file, probe_problem, rejection
 from kinema.data.curate.quality import FrameSignals, quality_problem, scene_hashes, scene_measurements
 from kinema.data.curate.recipe import CurateRecipe
+from kinema.data.curate.report import write_curation_report
 from kinema.data.curate.scenes import CutFinder, scene_ranges
 from kinema.data.manifest import ClipRecord, clip_path, read_manifest, write_manifest
 from kinema.errors import KinemaError
@@ -130,19 +131,19 @@ def analyze_file(path: str | Path, recipe: CurateRecipe) -> dict:
 def _decode_and_measure(path: str, info: dict, recipe: CurateRecipe) -> list[dict]:
     options = recipe.analysis
     cuts, signals = CutFinder(options, info["fps"]), FrameSignals(options, info["fps"])
-    thumbs: dict[int, np.ndarray] = {}
+    # A small JPEG about once a second, so a long file's thumbnails stay a few MB.
+    thumbs: dict[int, str] = {}
+    thumb_every = max(1, round(info["fps"]))
     for index, frame in enumerate(iter_frames(path, max_width=options.width, format="bgr24")):
         cuts.feed(frame)
         signals.feed(frame)
-        if index % signals.every == 0:
-            thumbs[index] = frame
+        if index % thumb_every == 0:
+            thumbs[index] = _jpeg_base64(frame)
     if not signals.luma:
         raise VideoError(path, "no decodable video frames")
     scenes = []
     for number, (start, end) in enumerate(scene_ranges(cuts.cuts(), len(signals.luma))):
-        middle = min(
-            (f for f in thumbs if start <= f < end), key=lambda f: abs(f - (start + end) / 2), default=None
-        )
+        middle = min(thumbs, key=lambda f: abs(f - (start + end) / 2), default=None)
         scenes.append(
             {
                 "scene": number,
@@ -152,7 +153,7 @@ def _decode_and_measure(path: str, info: dict, recipe: CurateRecipe) -> list[dic
                 "end_s": end / info["fps"],
                 "measurements": scene_measurements(signals, start, end),
                 "hashes": scene_hashes(signals, start, end, options.hash_samples),
-                "thumb": _jpeg_base64(thumbs[middle]) if middle is not None else "",
+                "thumb": thumbs[middle] if middle is not None else "",
             }
         )
     return scenes
@@ -199,12 +200,10 @@ def curate(
     records = [_record(s, out) for s in scenes if s["decision"] == "accepted"]
     manifest = write_manifest(out / "manifest.jsonl", records)
     _remove_stale_clips(out, {r.path for r in records})
-    audit = atomic_write_text(
-        out / "audit.jsonl", "".join(json.dumps(a) + "\n" for a in files_audit + scenes)
-    )
+    # The audit keeps every measurement and decision; thumbnails go to the report only.
+    lines = (json.dumps({k: v for k, v in a.items() if k != "thumb"}) + "\n" for a in files_audit + scenes)
+    audit = atomic_write_text(out / "audit.jsonl", "".join(lines))
     funnel = _funnel(files_audit, scenes)
-    from kinema.data.curate.report import write_curation_report
-
     report = write_curation_report(out / "report.html", funnel, files_audit, scenes, recipe)
     reasons = Counter(a["reason"] for a in files_audit + scenes if a["decision"] == "rejected")
     return CurateResult(
