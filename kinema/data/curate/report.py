@@ -136,7 +136,9 @@ def _files_table(files: list[dict]) -> str:
             else "–"
         )
         decision = (
-            "kept" if f["decision"] == "accepted" else f"<b>{escape(f['reason'])}</b>: {escape(f['detail'])}"
+            "passed; see its scenes"
+            if f["decision"] == "accepted"
+            else f"<b>{escape(f['reason'])}</b>: {escape(f['detail'])}"
         )
         rows.append(
             f"<tr><td class=path>{escape(f['path'])}</td><td>{escape(what)}</td><td class=num>{f['scenes']}</td>"
