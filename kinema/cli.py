@@ -231,11 +231,16 @@ def _reconstruct(args: argparse.Namespace) -> None:
     width, height = args.size
     vae = load_vae(args.vae)
     held_out = shapes_clips(args.shapes or 0, width, height, args.frames)
-    clips = itertools.chain(file_clips(args.inputs, args.frames), held_out)
+    skipped: list[str] = []
+    clips = itertools.chain(file_clips(args.inputs, args.frames, skipped), held_out)
     started = time.perf_counter()
-    scores = score_reconstructions(
-        vae, clips, width=width, height=height, max_frames=args.frames, progress=not args.quiet
-    )
+    try:
+        scores = score_reconstructions(
+            vae, clips, width=width, height=height, max_frames=args.frames, progress=not args.quiet
+        )
+    finally:
+        for reason in skipped:
+            print(f"skipped {reason}", file=sys.stderr)
     for row in scores["clips"] if args.inputs else []:
         print(f"{row['name']}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f} ({row['frames']} frames)")
     print(

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from kinema.data.dataset import resize_crop, to_frames, to_tensor
 from kinema.data.shapes import ShapesConfig, make_clip
 from kinema.eval.metrics import MAX_PSNR, psnr_per_frame, ssim_per_frame
-from kinema.io.video import probe, read_video
+from kinema.io.video import VideoError, probe, read_video
 from kinema.models.vae import VideoVAE
 
 HELD_OUT_SEED = 12345  # the shapes seed of every held-out clip (training renders seed 0)
@@ -46,11 +46,24 @@ def shapes_clips(count: int, width: int, height: int, frames: int) -> Iterator[t
         yield f"shapes-test-{index:04d}", make_clip(config, index, seed=HELD_OUT_SEED).frames
 
 
-def file_clips(paths: Iterable[str | Path], frames: int) -> Iterator[tuple[str, np.ndarray]]:
-    """The first `frames` frames of each video file, at its own rate, as (name, frames)."""
+def file_clips(
+    paths: Iterable[str | Path], frames: int, skipped: list[str] | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Up to the first `frames` frames of each video file, at its own rate, as (name, frames).
+
+    A shorter file gives all it has. With a `skipped` list, an unreadable file is noted there
+    (path and reason) and passed over, so one bad file does not stop a batch.
+    """
     for path in paths:
-        video, _ = read_video(path, num_frames=frames, fps=probe(path).fps)
-        yield str(path), video
+        try:
+            fps = probe(path).fps
+            video, _ = read_video(path, fps=fps, end=frames / fps)
+        except VideoError as e:
+            if skipped is None:
+                raise
+            skipped.append(str(e))
+            continue
+        yield str(path), video[:frames]
 
 
 def score_reconstructions(

@@ -90,3 +90,24 @@ def test_cli_scores_files_and_shapes(vae, tmp_path):
         timeout=120,
     )
     assert missing.returncode == 2 and missing.stderr.startswith("kinema: error: video not found")
+
+
+def test_a_short_file_is_taken_whole_and_a_bad_one_is_skipped(vae, tmp_path):
+    folder = vae.save_pretrained(tmp_path / "vae")
+    _, frames = next(shapes_clips(1, 48, 48, 12))
+    short = write_video(tmp_path / "short.mp4", frames[:5], 8.0)
+    good = write_video(tmp_path / "good.mp4", frames, 8.0)
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    assert [len(f) for _, f in file_clips([short, good], 9)] == [5, 9]
+    out = tmp_path / "scores.json"
+    command = [sys.executable, "-m", "kinema", "reconstruct", "--vae", folder, short, broken, good]
+    result = subprocess.run(
+        [*map(str, command), "--size", "32", "--frames", "9", "--json", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"skipped {broken}: not a video file" in result.stderr
+    assert [r["frames"] for r in json.loads(out.read_text())["clips"]] == [5, 9]
