@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from pathlib import Path
@@ -25,20 +26,30 @@ def normalize_scene(
         seconds = min(seconds, options.max_seconds)
     total = max(1, math.floor(seconds * options.fps + 1e-6))
     times = [start + k / options.fps for k in range(total)]
-    size = (options.width, options.height)
+    frames = iter_frames_at(source, times, pixel_format="yuv420p")
+    first = next(frames)
+    _, _, content_w, content_h = content_box(first, bars)
+    size = options.size_for(content_w / content_h)
     with video_writer(out, *size, options.fps, crf=options.crf, pixel_format="yuv420p") as write:
-        for planes in iter_frames_at(source, times, pixel_format="yuv420p"):
+        for planes in itertools.chain([first], frames):
             write(fit_i420(planes, bars, *size)[None])
-    return {"fps": options.fps, "num_frames": total, "width": options.width, "height": options.height}
+    return {"fps": options.fps, "num_frames": total, "width": size[0], "height": size[1]}
+
+
+def content_box(planes: np.ndarray, bars: dict) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of the picture inside the bars of a yuv420p frame, on even pixels.
+
+    The bars are rounded outward, so no bar row or column survives the crop.
+    """
+    frame_h, frame_w = planes.shape[0] * 2 // 3, planes.shape[1]
+    top, left = _even_up(bars["top"] * frame_h), _even_up(bars["left"] * frame_w)
+    bottom, right = _even_up(bars["bottom"] * frame_h), _even_up(bars["right"] * frame_w)
+    return left, top, max(2, frame_w - left - right), max(2, frame_h - top - bottom)
 
 
 def fit_i420(planes: np.ndarray, bars: dict, width: int, height: int) -> np.ndarray:
     """Cut bars (fractions of each side) off a yuv420p frame, then scale to cover and centre-crop."""
-    frame_h, frame_w = planes.shape[0] * 2 // 3, planes.shape[1]
-    # Round the bars outward (to even pixels), so no bar row or column survives the crop.
-    top, left = _even_up(bars["top"] * frame_h), _even_up(bars["left"] * frame_w)
-    bottom, right = _even_up(bars["bottom"] * frame_h), _even_up(bars["right"] * frame_w)
-    content_w, content_h = max(2, frame_w - left - right), max(2, frame_h - top - bottom)
+    left, top, content_w, content_h = content_box(planes, bars)
     content = crop_i420(planes, left, top, content_w, content_h)
     scale = max(width / content_w, height / content_h)
     cover_w, cover_h = (

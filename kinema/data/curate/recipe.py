@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -92,16 +93,29 @@ class NormalizeOptions:
     fps: float = 24.0
     width: int = 256
     height: int = 144
+    # Size buckets, e.g. [[256, 144], [192, 192], [144, 256]]: each scene goes to the bucket
+    # nearest its own aspect ratio (bars excluded), and width/height are not used.
+    buckets: list[list[int]] = field(default_factory=list)
     crf: int = 18
     max_seconds: float = 0.0  # > 0 keeps only the first this many seconds of a long scene
 
     def __post_init__(self) -> None:
         if self.fps <= 0:
             raise ValueError(f"normalize.fps must be positive, got {self.fps}")
-        if self.width < 2 or self.height < 2 or self.width % 2 or self.height % 2:
-            raise ValueError(f"normalize size must be even, got {self.width}x{self.height}")
+        for width, height in [(self.width, self.height), *map(tuple, self.buckets)]:
+            if width < 2 or height < 2 or width % 2 or height % 2:
+                raise ValueError(f"normalize sizes must be even, got {width}x{height}")
+        if any(len(bucket) != 2 for bucket in self.buckets):
+            raise ValueError(f"normalize.buckets must be [width, height] pairs, got {self.buckets}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"normalize.crf must be in 0..51, got {self.crf}")
+
+    def size_for(self, aspect: float) -> tuple[int, int]:
+        """The output size for a picture of this width/height ratio."""
+        if not self.buckets:
+            return self.width, self.height
+        w, h = min(self.buckets, key=lambda b: abs(math.log(b[0] / b[1]) - math.log(aspect)))
+        return w, h
 
     def key(self) -> str:
         """A short hash of these options, part of every normalized clip's cache entry."""

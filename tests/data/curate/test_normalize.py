@@ -57,3 +57,17 @@ def test_letterbox_bars_are_cropped_away(tmp_path):
     clip, _ = read_video(tmp_path / "out.mp4")
     rows = clip.mean(axis=(0, 2, 3))
     assert clip.shape == (20, 90, 160, 3) and rows.min() > 40, rows.round()
+
+
+def test_size_buckets_follow_each_scene_aspect(corpus, tmp_path):
+    options = NormalizeOptions(fps=5.0, buckets=[[256, 144], [192, 192], [144, 256]])
+    assert [options.size_for(a) for a in (2.35, 1.0, 0.5)] == [(256, 144), (192, 192), (144, 256)]
+    wide = normalize_scene(corpus.root / "bikes.mp4", 0.0, 1.0, NO_BARS, options, tmp_path / "wide.mp4")
+    from kinema.io.video import write_video
+
+    tall = write_video(tmp_path / "tall.mp4", np.full((10, 240, 120, 3), 128, np.uint8), 10.0)
+    portrait = normalize_scene(tall, 0.0, 1.0, NO_BARS, options, tmp_path / "portrait.mp4")
+    assert (wide["width"], wide["height"], portrait["width"], portrait["height"]) == (256, 144, 144, 256)
+    assert (probe(tmp_path / "portrait.mp4").width, probe(tmp_path / "portrait.mp4").height) == (144, 256)
+    with pytest.raises(ValueError, match="even"):
+        NormalizeOptions(buckets=[[255, 144]])
