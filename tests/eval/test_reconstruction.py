@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,18 +67,23 @@ def test_held_out_clips_are_the_test_split():
     assert not np.array_equal(clips[0][1], clips[1][1])
 
 
+def reconstruct_cli(*args, out: Path) -> subprocess.CompletedProcess:
+    """`kinema reconstruct ARGS` at 32x32 and 9 frames, scores to `out`."""
+    command = [sys.executable, "-m", "kinema", "reconstruct", *map(str, args)]
+    return subprocess.run(
+        [*command, "--size", "32", "--frames", "9", "--json", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_cli_scores_files_and_shapes(vae, tmp_path):
     folder = vae.save_pretrained(tmp_path / "vae")
     _, frames = next(shapes_clips(1, 48, 48, 12))
     video = write_video(tmp_path / "clip.mp4", frames, 8.0)
     out = tmp_path / "scores.json"
-    command = [sys.executable, "-m", "kinema", "reconstruct", "--vae", folder, video, "--shapes", "2"]
-    result = subprocess.run(
-        [*map(str, command), "--size", "32", "--frames", "9", "--json", str(out), "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = reconstruct_cli("--vae", folder, video, "--shapes", "2", out=out)
     assert result.returncode == 0, result.stderr
     assert "3 clips at 32x32: PSNR" in result.stdout and f"{video}: PSNR" in result.stdout
     scores = json.loads(out.read_text())
@@ -101,13 +107,7 @@ def test_a_short_file_is_taken_whole_and_a_bad_one_is_skipped(vae, tmp_path):
     broken.write_text("not a video")
     assert [len(f) for _, f in file_clips([short, good], 9)] == [5, 9]
     out = tmp_path / "scores.json"
-    command = [sys.executable, "-m", "kinema", "reconstruct", "--vae", folder, short, broken, good]
-    result = subprocess.run(
-        [*map(str, command), "--size", "32", "--frames", "9", "--json", str(out), "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = reconstruct_cli("--vae", folder, short, broken, good, out=out)
     assert result.returncode == 0, result.stderr
     assert f"skipped {broken}: not a video file" in result.stderr
     assert [r["frames"] for r in json.loads(out.read_text())["clips"]] == [5, 9]
