@@ -160,9 +160,7 @@ def iter_frames(
                 array = _scaled_i420(frame, width, height, format)
             else:
                 array = frame.reformat(width, height, format, interpolation="AREA").to_ndarray()
-            if frame.rotation % 360:
-                array = np.ascontiguousarray(np.rot90(array, k=round(frame.rotation / 90)))
-            yield array
+            yield _for_display(array, frame.rotation)
 
 
 def _scaled_i420(frame: av.VideoFrame, width: int, height: int, format: str) -> np.ndarray:
@@ -212,9 +210,9 @@ def _converted(frame: av.VideoFrame, size: tuple[int, int] | None, pixel_format:
     plain_i420 = frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
     if pixel_format == "yuv420p" and plain_i420 and not frame.rotation % 360:
         return scale_i420(frame.to_ndarray(format="yuv420p"), width, height)
-    array = frame.reformat(width, height, "rgb24", interpolation="AREA").to_ndarray()
-    if frame.rotation % 360:
-        array = np.ascontiguousarray(np.rot90(array, k=round(frame.rotation / 90)))
+    array = _for_display(
+        frame.reformat(width, height, "rgb24", interpolation="AREA").to_ndarray(), frame.rotation
+    )
     return cv2.cvtColor(array, cv2.COLOR_RGB2YUV_I420) if pixel_format == "yuv420p" else array
 
 
@@ -504,11 +502,16 @@ def _to_arrays(frames: list[av.VideoFrame], autorotate: bool) -> list[np.ndarray
     for frame in frames:
         if id(frame) not in converted:
             array = frame.to_ndarray(format="rgb24")
-            if autorotate and frame.rotation % 360:
-                array = np.ascontiguousarray(np.rot90(array, k=round(frame.rotation / 90)))
-            converted[id(frame)] = array
+            converted[id(frame)] = _for_display(array, frame.rotation) if autorotate else array
         arrays.append(converted[id(frame)])
     return arrays
+
+
+def _for_display(array: np.ndarray, rotation: int) -> np.ndarray:
+    """A decoded (H, W, C) array turned by the stream's display rotation (degrees)."""
+    if rotation % 360 == 0:
+        return array
+    return np.ascontiguousarray(np.rot90(array, k=round(rotation / 90)))
 
 
 def _stream_fps(stream: av.VideoStream, path) -> float:

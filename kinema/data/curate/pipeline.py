@@ -295,7 +295,7 @@ def _normalize_all(scenes: list[dict], out: Path, recipe: CurateRecipe, progress
         if s["decision"] != "accepted":
             continue
         s["clip"] = f"clips/{s['id']}.mp4"
-        entry = out / ".cache" / "clips" / f"{s['id']}.json"
+        entry = _clip_entry(out, s)
         if entry.is_file() and (out / s["clip"]).is_file():
             cached = json.loads(entry.read_text())
             if cached.get("key") == key:
@@ -312,11 +312,14 @@ def _normalize_all(scenes: list[dict], out: Path, recipe: CurateRecipe, progress
                 scene |= _decision(rejection("normalize", "failed", problem))
             else:
                 scene["video"] = video
-                atomic_write_text(
-                    out / ".cache" / "clips" / f"{scene['id']}.json", json.dumps({"key": key, "video": video})
-                )
+                atomic_write_text(_clip_entry(out, scene), json.dumps({"key": key, "video": video}))
             bar.update()
     bar.close()
+
+
+def _clip_entry(out: Path, scene: dict) -> Path:
+    """The cache entry saying which normalize options made a scene's clip."""
+    return out / ".cache" / "clips" / f"{scene['id']}.json"
 
 
 def _normalize_one(scene: dict, out: Path, recipe: CurateRecipe) -> tuple[dict | None, str | None]:

@@ -11,6 +11,8 @@ Units: sharpness at the analysis width; motion and shake in % of the frame width
 
 from __future__ import annotations
 
+import bisect
+
 import cv2
 import imagehash
 import numpy as np
@@ -51,6 +53,10 @@ class FrameSignals:
         if index % self.every == 0:
             self._measure_sample(index, gray)
 
+    def samples_in(self, start: int, end: int) -> range:
+        """Indices (into the per-sample lists) of the samples taken from frames [start, end)."""
+        return range(bisect.bisect_left(self.samples, start), bisect.bisect_left(self.samples, end))
+
     def _measure_sample(self, index: int, gray: np.ndarray) -> None:
         self.samples.append(index)
         self.sharpness.append(float(cv2.Laplacian(gray, cv2.CV_64F).var()))
@@ -75,7 +81,7 @@ def scene_measurements(signals: FrameSignals, start: int, end: int) -> dict:
     black_level = signals.options.black_level
     luma = np.asarray(signals.luma[start:end])
     change = np.asarray(signals.change[start + 1 : end])  # pairs inside the scene only
-    in_scene = [i for i, f in enumerate(signals.samples) if start <= f < end]
+    in_scene = signals.samples_in(start, end)
     # A flow pair counts only when both of its samples lie inside the scene.
     pairs = [i for i in in_scene if i > 0 and signals.samples[i - 1] >= start]
     flow = np.asarray([signals.flow[i] for i in pairs]).reshape(-1, 3)
@@ -94,7 +100,7 @@ def scene_measurements(signals: FrameSignals, start: int, end: int) -> dict:
 
 def scene_hashes(signals: FrameSignals, start: int, end: int, count: int) -> list[str]:
     """`count` pHashes at evenly spaced relative times in the scene, so copies of it line up."""
-    in_scene = [i for i, f in enumerate(signals.samples) if start <= f < end]
+    in_scene = signals.samples_in(start, end)
     if not in_scene:
         return []
     picks = np.linspace(0, len(in_scene) - 1, count).round().astype(int)
@@ -129,7 +135,7 @@ def _median(values) -> float:
     return float(np.median(values)) if values.size else 0.0
 
 
-def _letterbox(signals: FrameSignals, in_scene: list[int], black_level: float) -> dict:
+def _letterbox(signals: FrameSignals, in_scene: range, black_level: float) -> dict:
     """Bars: rows/columns at the edges that stay darker than `black_level` in every sample."""
     if not in_scene:
         return {"top": 0.0, "bottom": 0.0, "left": 0.0, "right": 0.0, "lost": 0.0}

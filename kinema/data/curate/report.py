@@ -67,7 +67,8 @@ def _funnel_figure(funnel: list[tuple[str, int]]) -> Figure:
     fig = Figure(figsize=(7, 0.35 * len(funnel) + 0.8))
     ax = fig.add_subplot()
     labels, counts = zip(*funnel, strict=True)
-    colors = ["#5b8def" if i < 4 else "#2f9e66" for i in range(len(funnel))]
+    first_scene_step = labels.index("scenes")
+    colors = ["#5b8def" if i < first_scene_step else "#2f9e66" for i in range(len(funnel))]
     ax.barh(range(len(funnel)), counts, color=colors)
     ax.set_yticks(range(len(funnel)), labels)
     ax.invert_yaxis()
