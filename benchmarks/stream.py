@@ -13,6 +13,10 @@ is the DiT over the KV cache plus the VAE's decode of the new frame).
     python benchmarks/stream.py
     python benchmarks/stream.py --rollout 10000
     python benchmarks/stream.py --world kinema/assets/breakout-world --config kinema/assets/breakout-world/dit/config.json
+    python benchmarks/stream.py --text runs/stream_shapes/pipeline --config runs/stream_shapes/pipeline/dit/config.json
+
+`--text DIR` times a streaming text pipeline (`kinema stream`) the same way, pixels out, at its
+own steps and at `--steps`.
 """
 
 from __future__ import annotations
@@ -130,6 +134,27 @@ def play_speed(folder: Path, steps: int | None, frames: int) -> None:
     )
 
 
+def text_stream_speed(folder: Path, steps: int | None, frames: int) -> None:
+    """A streaming text pipeline's first-frame latency and frames/s, pixels out, at its guidance."""
+    from kinema.generate.pipeline import Pipeline
+
+    pipeline = Pipeline.from_pretrained(folder)
+    prompt = "a red circle moving right"
+    next(iter(pipeline.stream(prompt, 1, steps=steps)))  # warm up
+    start = time.perf_counter()
+    pieces = iter(pipeline.stream(prompt, frames, steps=steps, seed=1))
+    made = len(next(pieces))
+    latency = time.perf_counter() - start
+    for piece in pieces:
+        made += len(piece)
+    fps = (made - 1) / (time.perf_counter() - latency - start)
+    used = steps or pipeline.info.steps
+    print(
+        f"text stream {folder} at {used} steps, guidance {pipeline.info.guidance}: first frame "
+        f"{latency * 1e3:.1f} ms after the prompt is encoded, then {fps:.1f} fps over {frames} frames (pixels out)"
+    )
+
+
 def main() -> None:
     """Parse arguments and run the comparison (and the rollout when asked)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -138,11 +163,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rollout", type=int, default=0, metavar="FRAMES")
     parser.add_argument("--world", type=Path, help="also time this world model folder as a player meets it")
-    parser.add_argument("--frames", type=int, default=200, help="world model: frames to time")
+    parser.add_argument("--text", type=Path, help="also time this streaming text pipeline folder")
+    parser.add_argument("--frames", type=int, default=200, help="world model and text stream: frames to time")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     if args.world:
         play_speed(args.world, args.steps, args.frames)
+    if args.text:
+        text_stream_speed(args.text, None, args.frames)
+        text_stream_speed(args.text, args.steps, args.frames)
     dit = random_dit(args.config)
     params = sum(p.numel() for p in dit.parameters()) / 1e6
     print(

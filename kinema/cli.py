@@ -460,6 +460,49 @@ def _generate(args: argparse.Namespace) -> None:
     print(f"generated {len(frames)} frames in {seconds:.1f} s; wrote {', '.join(map(str, written))}")
 
 
+def _stream(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from kinema.generate.pipeline import BUNDLED_STREAM, Pipeline
+    from kinema.io.video import video_writer
+
+    model = Path(args.model) if args.model else BUNDLED_STREAM
+    if not model.is_dir():
+        hint = (
+            ""
+            if args.model
+            else " (no streaming model is bundled: pass --model DIR; docs/training.md says how to train one)"
+        )
+        raise KinemaError(f"model folder not found: {model}{hint}")
+    device = _torch_device(args.device)
+    started = time.perf_counter()
+    pipeline = Pipeline.from_pretrained(model, device=device)
+    info = pipeline.info
+    pieces = pipeline.stream(
+        args.prompt,
+        args.frames,
+        negative=args.negative,
+        steps=args.steps,
+        guidance=args.cfg,
+        seed=args.seed,
+        window_frames=args.window,
+    )
+    first_frame_s = None
+    with (
+        video_writer(args.output, info.width, info.height, info.fps) as write,
+        tqdm(total=args.frames, desc="stream", unit="frame", disable=args.quiet) as bar,
+    ):
+        for piece in pieces:
+            first_frame_s = first_frame_s or time.perf_counter() - started
+            write(piece)
+            bar.update(len(piece))
+    seconds = time.perf_counter() - started
+    print(
+        f"streamed {args.frames} frames in {seconds:.1f} s ({args.frames / seconds:.1f} frames/s, "
+        f"first frame after {first_frame_s:.2f} s, model loading included); wrote {args.output}"
+    )
+
+
 def _read_image(path: str):
     """An image file as uint8 (H, W, 3) RGB, or a KinemaError naming the file and the reason."""
     import numpy as np
@@ -526,9 +569,17 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--frames", type=_positive_int, required=True, help="frames to record in all")
     rec.add_argument("--out", required=True, help="output folder (rerun to resume)")
     rec.add_argument("--size", type=_even_size, default=(64, 64), help="N or WxH, even (default 64)")
-    rec.add_argument("--policy", choices=["random", "sticky"], default="sticky", help="default sticky")
     rec.add_argument(
-        "--hold", type=_positive_float, default=4.0, help="sticky: mean steps an action is held (default 4)"
+        "--policy",
+        choices=["random", "sticky", "explore"],
+        default="sticky",
+        help="random; sticky (default); explore: sticky, but seeks screens not seen yet in the episode",
+    )
+    rec.add_argument(
+        "--hold",
+        type=_positive_float,
+        default=4.0,
+        help="sticky and explore: mean steps an action is held (default 4)",
     )
     rec.add_argument("--clip-frames", type=_positive_int, default=256, help="frames per clip (default 256)")
     rec.add_argument(
@@ -631,6 +682,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(run=_generate)
+
+    stream = commands.add_parser(
+        "stream",
+        parents=[common],
+        help="stream a video of any length from a prompt, chunk by chunk (a block-causal model)",
+        description="Make a video chunk by chunk with a block-causal DiT over a KV cache and a "
+        "rolling window, so any length runs in constant memory.",
+    )
+    stream.add_argument("prompt", help='e.g. "a red circle moving right"')
+    stream.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="video to write")
+    stream.add_argument("--frames", type=_positive_int, required=True, help="frames to make, any number")
+    stream.add_argument("--negative", default="", metavar="TEXT", help="negative prompt for guidance")
+    stream.add_argument("--steps", type=_positive_int, help="sampling steps a chunk (default: the model's)")
+    stream.add_argument("--cfg", type=_non_negative_float, help="guidance scale; 1 turns guidance off")
+    stream.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    stream.add_argument(
+        "--window",
+        type=_positive_int,
+        metavar="LATENT_FRAMES",
+        help="past latent frames each chunk sees (default: the training clip's, less one chunk)",
+    )
+    stream.add_argument("--model", metavar="DIR", help="a block-causal pipeline folder")
+    stream.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run (default auto)"
+    )
+    stream.add_argument("--quiet", action="store_true", help="no progress bar")
+    stream.set_defaults(run=_stream)
 
     rollout = commands.add_parser(
         "rollout",

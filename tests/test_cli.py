@@ -30,6 +30,7 @@ SUBCOMMANDS = [
     ["rollout"],
     ["play"],
     ["generate"],
+    ["stream"],
     ["reconstruct"],
 ]
 

@@ -1,5 +1,9 @@
 """Game recorder: play a Gymnasium env with a simple policy and write clips, actions and episode bounds.
 
+Policies: uniform random; sticky (a random action held for `hold` steps on average); explore,
+sticky play that leaves actions which stop changing the screen and favours those that led to
+screens not yet seen in the episode.
+
 Every clip's record carries `actions`, one discrete action per frame: `actions[t]` is the action
 whose step produced frame t, and the first frame of an episode (the reset) gets 0, which is the
 no-op in both ALE and ViZDoom. A world model conditions frame t on `actions[t]`. Episodes are
@@ -15,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,13 @@ from kinema.data.manifest import ClipRecord, read_manifest, relative_to_manifest
 from kinema.errors import KinemaError
 from kinema.io import atomic_write_text, write_video
 
-POLICIES = ("random", "sticky")
+POLICIES = ("random", "sticky", "explore")
+# The explore policy tells screens apart by an 8x8 grey thumbnail at 8 levels, counts how often it
+# has seen each this episode, and calls the screen still when no thumbnail pixel moved 2 levels.
+THUMB_SIDE, THUMB_LEVELS, STILL_LEVELS = 8, 8, 2.0
+STUCK_STEPS = 3  # still screens in a row after which the held action is dropped
+NOVELTY_RATE = 0.3  # how fast an action's score follows the novelty of the screens it leads to
+TEMPERATURE = 0.15  # of the softmax over scores that picks the next action
 
 
 @dataclass
@@ -39,7 +51,7 @@ class RecordSettings:
     width: int = 64
     height: int = 64
     policy: str = "sticky"
-    hold: float = 4.0  # sticky policy: mean number of steps an action is held
+    hold: float = 4.0  # sticky and explore policies: mean number of steps an action is held
     clip_frames: int = 256
     max_episode_frames: int = 1000
     fps: float = 15.0
@@ -137,23 +149,81 @@ def next_action(settings: RecordSettings, rng: np.random.Generator, previous: in
     return int(rng.integers(n))
 
 
+class ExplorePolicy:
+    """Sticky-random play that seeks screens it has not seen this episode (count-based novelty).
+
+    Each action keeps a score: a running mean of the novelty, 1/√count, of the screens it led to.
+    When the held action ends (as sticky's do) or has left the screen still for `STUCK_STEPS`
+    steps (a wall, an edge), the next one is drawn by a softmax over the scores, the stuck one
+    left out. Counts start afresh every episode, so an episode stays a function of (seed, episode).
+    """
+
+    def __init__(self, hold: float, rng: np.random.Generator, num_actions: int) -> None:
+        self.hold, self.rng = hold, rng
+        self.counts: Counter[bytes] = Counter()
+        self.scores = np.ones(num_actions)
+        self.action: int | None = None
+        self.thumb: np.ndarray | None = None
+        self.still = 0
+
+    def __call__(self, frame: np.ndarray) -> int:
+        """The action to take on this screen."""
+        thumb = cv2.resize(
+            cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA
+        )
+        thumb = thumb.astype(np.float32) * THUMB_LEVELS / 256
+        signature = thumb.astype(np.uint8).tobytes()
+        self.counts[signature] += 1
+        if self.action is not None:
+            novelty = self.counts[signature] ** -0.5
+            self.scores[self.action] += NOVELTY_RATE * (novelty - self.scores[self.action])
+            moved = np.abs(thumb - self.thumb).max() * 256 / THUMB_LEVELS >= STILL_LEVELS
+            self.still = 0 if moved else self.still + 1
+        self.thumb = thumb
+        stuck = self.still >= STUCK_STEPS
+        if self.action is None or stuck or self.rng.random() < 1 / self.hold:
+            weights = np.exp((self.scores - self.scores.max()) / TEMPERATURE)
+            if stuck and len(weights) > 1:
+                weights[self.action], self.still = 0.0, 0
+            self.action = int(self.rng.choice(len(weights), p=weights / weights.sum()))
+        return self.action
+
+
+def make_policy(
+    settings: RecordSettings, rng: np.random.Generator, num_actions: int
+) -> Callable[[np.ndarray], int]:
+    """An episode's policy: a function from the screen it sees to the next action."""
+    if settings.policy == "explore":
+        return ExplorePolicy(settings.hold, rng, num_actions)
+    previous: int | None = None
+
+    def random_or_sticky(_screen: np.ndarray) -> int:
+        nonlocal previous
+        previous = next_action(settings, rng, previous, num_actions)
+        return previous
+
+    return random_or_sticky
+
+
 def play_episode(
     env: Any, settings: RecordSettings, episode: int, limit: int
-) -> tuple[np.ndarray, list[int], bool]:
-    """Play one episode for at most `limit` frames: resized uint8 frames, actions, and whether the game ended it."""
+) -> tuple[np.ndarray, list[int], bool, float]:
+    """Play one episode for at most `limit` frames: resized uint8 frames, actions, whether the game
+    ended it, and the rewards summed."""
     env_seed, rng = episode_seeds(settings.seed, episode)
+    policy = make_policy(settings, rng, env.action_space.n)
     observation, _ = env.reset(seed=env_seed)
-    frames, actions, action, ended = [_resize(screen(observation), settings)], [0], None, False
+    frames, actions, ended, total = [_resize(screen(observation), settings)], [0], False, 0.0
     while len(frames) < limit and not ended:
-        action = next_action(settings, rng, action, env.action_space.n)
-        observation, _, terminated, truncated, _ = env.step(action)
-        ended = terminated or truncated
+        action = policy(frames[-1])
+        observation, reward, terminated, truncated, _ = env.step(action)
+        ended, total = terminated or truncated, total + float(reward)
         image = screen(observation)
         if ended and not image.any():
             break  # ViZDoom has no screen after the last step and returns a black placeholder
         frames.append(_resize(image, settings))
         actions.append(action)
-    return np.stack(frames), actions, ended
+    return np.stack(frames), actions, ended, total
 
 
 def _resize(image: np.ndarray, settings: RecordSettings) -> np.ndarray:
@@ -179,8 +249,8 @@ def record(out_dir: str | os.PathLike, settings: RecordSettings, progress: bool 
         ) as bar:
             while done < settings.frames:
                 limit = min(settings.max_episode_frames, settings.frames - done)
-                frames, actions, ended = play_episode(env, settings, episode, limit)
-                records += _write_episode(manifest, settings, episode, frames, actions, ended)
+                frames, actions, ended, total = play_episode(env, settings, episode, limit)
+                records += _write_episode(manifest, settings, episode, frames, actions, ended, total)
                 write_manifest(manifest, records)
                 done += len(frames)
                 bar.update(len(frames))
@@ -211,6 +281,7 @@ def _write_episode(
     frames: np.ndarray,
     actions: list[int],
     ended: bool,
+    total_reward: float,
 ) -> list[ClipRecord]:
     """Write one episode as clips of at most `clip_frames` and return their records."""
     records = []
@@ -221,7 +292,7 @@ def _write_episode(
         last = stop == len(frames)
         meta = {"env": settings.env_id, "episode": episode, "start": start, "episode_end": last}
         if last:
-            meta["game_over"] = ended
+            meta |= {"game_over": ended, "return": total_reward}
         records.append(
             ClipRecord(
                 path=relative_to_manifest(path, manifest),

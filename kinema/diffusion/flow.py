@@ -56,6 +56,24 @@ def sample_sigmas(
     return shift_sigmas(torch.sigmoid(logits), shift)
 
 
+def with_clean_past(
+    sigma: Tensor, chunk_frames: int, context_prob: float, context_sigma_max: float
+) -> Tensor:
+    """Per-frame σ (B, F) where a fraction `context_prob` of rows get a nearly clean past.
+
+    Those rows keep their own σ on the last chunk only, and every earlier frame gets U(0,
+    `context_sigma_max`): the situation of a block-causal stream making its next chunk, with the
+    context noise augmentation of GameNGen and DIAMOND. The other rows stay Diffusion Forcing.
+    """
+    if not context_prob:
+        return sigma
+    batch, frames = sigma.shape
+    past = frames - chunk_frames
+    context = torch.rand(batch, past, device=sigma.device) * context_sigma_max
+    playing = torch.cat([context, sigma[:, past:]], dim=1)
+    return torch.where((torch.rand(batch, device=sigma.device) < context_prob)[:, None], playing, sigma)
+
+
 def broadcast_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
     """Reshape σ, a scalar, (B,) or per-frame (B, F), so that it broadcasts over x (B, C, F, ...)."""
     sigma = torch.as_tensor(sigma, device=x.device)

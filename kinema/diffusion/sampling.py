@@ -150,21 +150,25 @@ class ModelGuidance:
     def both(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """The conditional and the unconditional velocity from one forward pass."""
         batch = x.shape[0]
-        states, mask = self._paired_text(batch)
+        states, mask = paired_text(
+            self.text_states, self.text_mask, self.uncond_states, self.uncond_mask, batch
+        )
         kwargs = {k: _repeat_batch(v, batch) for k, v in self.kwargs.items()}
         x2, sigma2 = torch.cat([x, x]), torch.cat([sigma, sigma])
         out = self.model(x2, timesteps(sigma2), states, text_mask=mask, **kwargs)
         v = as_velocity(out, x2, sigma2, self.prediction, SAMPLE_MIN_SIGMA)
         return v[:batch], v[batch:]
 
-    def _paired_text(self, batch: int) -> tuple[Tensor, Tensor]:
-        """Prompt then unconditional text, padded to one length, batch 2B."""
-        length = max(self.text_states.shape[1], self.uncond_states.shape[1])
-        cond = pad_text(self.text_states, self.text_mask.bool(), length)
-        uncond = pad_text(self.uncond_states, self.uncond_mask.bool(), length)
-        uncond = (uncond[0].expand(batch, -1, -1), uncond[1].expand(batch, -1))
-        states = torch.cat([cond[0], uncond[0].to(cond[0])])
-        return states, torch.cat([cond[1], uncond[1].to(cond[1].device)])
+
+def paired_text(
+    states: Tensor, mask: Tensor, uncond_states: Tensor, uncond_mask: Tensor, batch: int
+) -> tuple[Tensor, Tensor]:
+    """Prompt then unconditional text for a guidance pass of batch 2B, padded to one length."""
+    length = max(states.shape[1], uncond_states.shape[1])
+    cond = pad_text(states, mask.bool(), length)
+    uncond = pad_text(uncond_states, uncond_mask.bool(), length)
+    uncond = (uncond[0].expand(batch, -1, -1), uncond[1].expand(batch, -1))
+    return torch.cat([cond[0], uncond[0].to(cond[0])]), torch.cat([cond[1], uncond[1].to(cond[1].device)])
 
 
 def _repeat_batch(value: Any, batch: int) -> Any:

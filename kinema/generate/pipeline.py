@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from kinema.data.dataset import resize_crop, to_tensor
+from kinema.data.dataset import resize_crop, to_frames, to_tensor
 from kinema.diffusion.flow import noise_settings_problem
 from kinema.diffusion.sampling import ModelGuidance, ModelVelocity, make_noise, make_sigmas, sample
 from kinema.errors import KinemaError
+from kinema.generate.stream import LatentStream, StreamSettings
 from kinema.io import atomic_write_text, check_frames
-from kinema.models.dit import VideoDiT
+from kinema.models.dit import ATTENTION_MODES, VideoDiT
 from kinema.models.text import TextEncoder, load_text_encoder
 from kinema.models.vae import load_vae
 
 BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "shapes-t2v"
+BUNDLED_STREAM = BUNDLED.parent / "shapes-stream"
 INFO_NAME = "kinema.json"
 
 
@@ -44,11 +47,23 @@ class PipelineInfo:
     sampler: str = "euler"
     prediction: str = "velocity"  # what the DiT outputs: the velocity (Wan) or the clean sample
     noise_correlation: float = 0.0  # how much of its noise every latent frame shares (as trained)
+    # A block-causal DiT (a chunk of latent frames sees only the chunks before it) also streams:
+    # kinema stream, with finished chunks cached at noise level `stream_context_sigma`.
+    attention: str = "bidirectional"
+    chunk_frames: int = 1
+    stream_context_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         problem = noise_settings_problem(self.prediction, self.noise_correlation)
+        if self.attention not in ATTENTION_MODES:
+            problem = f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}"
         if problem:
             raise KinemaError(problem)
+
+    @property
+    def streams(self) -> bool:
+        """Whether the DiT is block-causal, so it can make a video chunk by chunk."""
+        return self.attention == "block_causal"
 
 
 def first_frame_condition(first: torch.Tensor, keep: torch.Tensor, frames: int) -> torch.Tensor:
@@ -119,8 +134,13 @@ class Pipeline:
         progress: bool = False,
     ) -> np.ndarray:
         """One video, uint8 (T, H, W, 3), optionally starting from `image` (uint8 H, W, 3);
-        the same inputs, settings and seed give the same video."""
+        the same inputs, settings and seed give the same video. A block-causal pipeline streams it."""
         frames = self.info.frames if frames is None else frames
+        if self.info.streams:
+            if image is not None:
+                raise KinemaError("a streaming (block-causal) pipeline can't take a first-frame image")
+            pieces = self.stream(prompt, frames, negative=negative, steps=steps, guidance=guidance, seed=seed)
+            return np.concatenate(list(pieces))
         steps = self.info.steps if steps is None else steps
         guidance = self.info.guidance if guidance is None else guidance
         self.valid_frames(frames)
@@ -151,6 +171,75 @@ class Pipeline:
         latents = latents.to(_device_of(self.vae))
         video = self.vae.decode(self.vae.denormalize(latents)).clamp(-1, 1)
         return ((video[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+    def stream(
+        self,
+        prompt: str,
+        frames: int,
+        *,
+        negative: str = "",
+        steps: int | None = None,
+        guidance: float | None = None,
+        seed: int = 0,
+        window_frames: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """A video of any length, made chunk by chunk over a KV cache: uint8 (n, H, W, 3) pieces.
+
+        Needs a block-causal DiT. It keeps the last `window_frames` latent frames (default: the
+        training clip's, less the chunk being made), so memory stays flat however long the video.
+        """
+        settings = self._stream_settings(frames, steps, guidance, window_frames)
+        return self._stream_pieces(prompt, frames, negative, seed, settings)
+
+    @torch.no_grad()
+    def _stream_pieces(
+        self, prompt: str, frames: int, negative: str, seed: int, settings: StreamSettings
+    ) -> Iterator[np.ndarray]:
+        device = _device_of(self.dit)
+        states, mask = (t.to(device) for t in self.text_encoder.encode([prompt]))
+        uncond = None
+        if settings.guidance != 1.0:
+            uncond = tuple(t.to(device) for t in self.text_encoder.encode([negative]))
+        stream = LatentStream(self.dit, states, mask, settings=settings, seed=seed, uncond=uncond)
+        decoder = self.vae.start_decode()
+        generator = torch.Generator(device).manual_seed(seed)
+        latent = self.vae.latent_shape(1, self.info.height, self.info.width)
+        shape = (1, self.dit.config.latent_channels, settings.chunk_frames, *latent[2:])
+        made = 0
+        while made < frames:
+            latents = stream.next_chunk(torch.randn(shape, generator=generator, device=device))
+            pixels = self.vae.decode_chunk(self.vae.denormalize(latents.to(_device_of(self.vae))), decoder)
+            piece = to_frames(pixels.clamp(-1, 1)[0])[: frames - made]
+            made += len(piece)
+            yield piece
+
+    def _stream_settings(
+        self, frames: int, steps: int | None, guidance: float | None, window_frames: int | None
+    ) -> StreamSettings:
+        """The stream's settings from the pipeline's defaults and the caller's, each checked."""
+        info = self.info
+        if not info.streams:
+            raise KinemaError(
+                "this pipeline's DiT is bidirectional, so it can't stream; train one with "
+                "t2v.attention=block_causal (configs/stream_shapes.yaml)"
+            )
+        trained = self.vae.latent_shape(info.frames, info.height, info.width)[1]
+        window = trained - info.chunk_frames if window_frames is None else window_frames
+        if frames < 1:
+            raise KinemaError(f"frames must be >= 1, got {frames}")
+        try:
+            return StreamSettings(
+                chunk_frames=info.chunk_frames,
+                steps=info.steps if steps is None else steps,
+                shift=info.shift,
+                sampler=info.sampler,
+                context_sigma=info.stream_context_sigma,
+                sink_frames=0,
+                window_frames=window,
+                guidance=info.guidance if guidance is None else guidance,
+            )
+        except ValueError as e:
+            raise KinemaError(str(e)) from None
 
     def _condition(self, image: np.ndarray | None, shape: tuple[int, ...], device: torch.device) -> dict:
         """The DiT's `condition` input: the first frame's latent when given, else all zeros."""

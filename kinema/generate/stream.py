@@ -23,7 +23,14 @@ import torch
 from torch import Tensor
 
 from kinema.diffusion.flow import add_noise
-from kinema.diffusion.sampling import METHODS, ModelVelocity, make_sigmas, sample
+from kinema.diffusion.sampling import (
+    METHODS,
+    ModelGuidance,
+    ModelVelocity,
+    make_sigmas,
+    paired_text,
+    sample,
+)
 from kinema.models.dit import VideoDiT
 
 
@@ -41,6 +48,7 @@ class StreamSettings:
     # The DiT takes each frame's previous frame, as the cache sees it, in its condition channels
     # (frame stacking, as DIAMOND and GameNGen do), so copying what stays still is a local operation.
     previous_frame: bool = False
+    guidance: float = 1.0  # classifier-free guidance scale; above 1 the stream also needs unconditional text
 
     def __post_init__(self) -> None:
         problem = _settings_problem(self)
@@ -58,6 +66,8 @@ def _settings_problem(s: StreamSettings) -> str | None:
         return f"context_sigma must be in [0, 1), got {s.context_sigma}"
     if s.sink_frames < 0:
         return f"sink_frames must be >= 0, got {s.sink_frames}"
+    if s.guidance < 0:
+        return f"guidance must be >= 0, got {s.guidance}"
     if s.window_frames is not None and s.window_frames < s.chunk_frames:
         return f"window_frames ({s.window_frames}) must hold at least one chunk ({s.chunk_frames} frames)"
     return None
@@ -74,11 +84,21 @@ class LatentStream:
         settings: StreamSettings | None = None,
         seed: int = 0,
         recompute: bool = False,
+        uncond: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         self.dit, self.settings, self.recompute = dit.eval(), settings or StreamSettings(), recompute
         if recompute and self.settings.window_frames is not None and self.settings.sink_frames:
             raise ValueError("stream settings: recompute keeps a plain window; set sink_frames=0")
         self.text_states, self.text_mask = text_states, text_mask
+        # With guidance the past holds both branches, prompted then unconditional: batch 2B throughout.
+        self.guided = self.settings.guidance != 1.0
+        self.uncond = uncond
+        if self.guided:
+            if uncond is None or text_mask is None:
+                raise ValueError("a guided stream needs the unconditional text and both text masks")
+            self.past_text = paired_text(text_states, text_mask, *uncond, batch=len(text_states))
+        else:
+            self.past_text = (text_states, text_mask)
         self.cache = dit.new_cache()
         self.context: list[Tensor] = []  # recompute: the past chunks as the cache would hold them
         self.context_actions: list[Tensor] = []
@@ -101,9 +121,13 @@ class LatentStream:
                 f"noise must be (B, C, {s.chunk_frames}, H, W) for chunks of {s.chunk_frames} frames, "
                 f"got {tuple(noise.shape)}"
             )
-        velocity = ModelVelocity(self._denoiser(actions), self.text_states, self.text_mask)
+        denoiser = self._denoiser(actions)
+        if self.guided:
+            velocity = ModelGuidance(denoiser, self.text_states, self.text_mask, *self.uncond)
+        else:
+            velocity = ModelVelocity(denoiser, self.text_states, self.text_mask)
         sigmas = make_sigmas(s.steps, shift=s.shift).to(noise.device)
-        clean = sample(velocity, noise, sigmas, method=s.sampler)
+        clean = sample(velocity, noise, sigmas, method=s.sampler, guidance=s.guidance)
         if remember:
             self._remember(clean, actions)
             self.frames_made += s.chunk_frames
@@ -123,6 +147,8 @@ class LatentStream:
         """model(x, t, text, text_mask=...) for the chunk being made, over the cache or the context."""
         c = self.settings.chunk_frames
         causal = {"attention": "block_causal", "chunk_frames": c}
+        if self.guided and actions is not None:
+            actions = torch.cat([actions, actions])
         if not self.recompute:
 
             def cached(x: Tensor, t: Tensor, text: Tensor, text_mask: Tensor | None = None) -> Tensor:
@@ -160,6 +186,11 @@ class LatentStream:
     def _remember(self, clean: Tensor, actions: Tensor | None) -> None:
         """Put the finished chunk where the next ones see it, then drop what the window no longer holds."""
         s = self.settings
+        if self.guided:
+            clean, actions = (
+                torch.cat([clean, clean]),
+                None if actions is None else torch.cat([actions, actions]),
+            )
         noise = torch.randn(clean.shape, generator=self.generator, device=clean.device, dtype=clean.dtype)
         seen = add_noise(clean, noise, s.context_sigma) if s.context_sigma else clean
         before, self.last_seen = self.last_seen, seen[:, :, -1:]
@@ -175,8 +206,8 @@ class LatentStream:
         self.dit(
             seen,
             t,
-            self.text_states,
-            text_mask=self.text_mask,
+            self.past_text[0],
+            text_mask=self.past_text[1],
             cache=self.cache,
             update_cache=True,
             attention="block_causal",

@@ -36,12 +36,13 @@ from kinema.diffusion.flow import (
     flow_loss,
     noise_settings_problem,
     sample_sigmas,
+    with_clean_past,
 )
 from kinema.errors import ConfigError
 from kinema.eval.reconstruction import HELD_OUT_SEED
 from kinema.generate.pipeline import Pipeline, PipelineInfo, first_frame_condition
 from kinema.io import atomic_path, atomic_write_text
-from kinema.models.dit import DiTConfig, VideoDiT
+from kinema.models.dit import ATTENTION_MODES, DiTConfig, VideoDiT
 from kinema.models.losses import vae_loss
 from kinema.models.text import TextEncoder, load_text_encoder
 from kinema.models.vae import CausalVAE, VAEConfig, load_vae
@@ -95,6 +96,15 @@ class T2VOptions:
     frame_sigma_prob: float = 0.0
     # The exported pipeline's default sampling steps (kinema.json), e.g. fewer to fit a time budget.
     sample_steps: int = 20
+    # "block_causal" trains a streaming model for `kinema stream`: a chunk of `chunk_frames` latent
+    # frames sees itself and the chunks before it, never after. Combine it with frame_sigma_prob (a
+    # noise level per frame) and `context_prob`: the fraction of clips whose past is nearly clean,
+    # noised up to `context_sigma_max`, while only the last chunk is noised fully, as when streaming.
+    attention: str = "bidirectional"
+    chunk_frames: int = 1
+    context_prob: float = 0.0
+    context_sigma_max: float = 0.3
+    stream_context_sigma: float = 0.0  # how noisy a finished chunk is when the stream caches it
 
 
 @dataclass
@@ -165,7 +175,15 @@ class T2VTask:
             keep = torch.rand(len(x0), device=x0.device) < opts.first_frame_prob
             condition = first_frame_condition(x0[:, :, :1], keep, frames=x0.shape[2])
         noisy = add_noise(x0, noise, sigma)
-        output = model(noisy, sigma * 1000.0, states, text_mask=mask, condition=condition)
+        output = model(
+            noisy,
+            sigma * 1000.0,
+            states,
+            text_mask=mask,
+            condition=condition,
+            attention=opts.attention,
+            chunk_frames=opts.chunk_frames,
+        )
         velocity = as_velocity(output, noisy, sigma, opts.prediction, TRAIN_MIN_SIGMA)
         loss = flow_loss(velocity, x0, noise)
         return loss, {"sigma_mean": float(sigma.mean())}
@@ -180,7 +198,8 @@ class T2VTask:
         if not opts.frame_sigma_prob:
             return sigma
         own = torch.rand(batch) < opts.frame_sigma_prob
-        return torch.where(own[:, None], draw((batch, frames)), sigma[:, None])
+        sigma = torch.where(own[:, None], draw((batch, frames)), sigma[:, None])
+        return with_clean_past(sigma, opts.chunk_frames, opts.context_prob, opts.context_sigma_max)
 
 
 class LatentCache(Dataset):
@@ -318,6 +337,9 @@ def pipeline_info(recipe: T2VRecipe) -> PipelineInfo:
         steps=recipe.t2v.sample_steps,
         prediction=recipe.t2v.prediction,
         noise_correlation=recipe.t2v.noise_correlation,
+        attention=recipe.t2v.attention,
+        chunk_frames=recipe.t2v.chunk_frames,
+        stream_context_sigma=recipe.t2v.stream_context_sigma,
     )
 
 
@@ -415,6 +437,7 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
         raise ValueError(
             "t2v.frame_sigma_prob > 0 needs dit.patch_size[0] = 1: a noise level per latent frame"
         )
+    _check_causal(recipe.t2v, dit)
     values = latent_channels * math.prod(dit.patch_size)
     if values >= dit.dim and recipe.t2v.prediction == "velocity":
         # The output layer maps dim features to a patch's values, so it can reach only a dim-wide
@@ -424,3 +447,25 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
             "loss will stall well above zero: use smaller patches, a wider model or t2v.prediction=sample",
             stacklevel=2,
         )
+
+
+def _check_causal(opts: T2VOptions, dit: DiTConfig) -> None:
+    """Raise ValueError naming the first block-causal setting this DiT can't train with."""
+    if opts.attention not in ATTENTION_MODES or opts.chunk_frames < 1:
+        raise ValueError(
+            f"t2v.attention must be one of {ATTENTION_MODES} and t2v.chunk_frames >= 1, "
+            f"got {opts.attention!r} and {opts.chunk_frames}"
+        )
+    if not (0.0 <= opts.context_prob <= 1.0 and 0.0 <= opts.context_sigma_max < 1.0):
+        raise ValueError("t2v.context_prob must be in [0, 1] and t2v.context_sigma_max in [0, 1)")
+    if not 0.0 <= opts.stream_context_sigma < 1.0:
+        raise ValueError(f"t2v.stream_context_sigma must be in [0, 1), got {opts.stream_context_sigma}")
+    if opts.attention != "block_causal":
+        return
+    if dit.patch_size[0] != 1 or opts.noise_correlation or opts.first_frame_prob:
+        raise ValueError(
+            "t2v.attention=block_causal needs dit.patch_size[0] = 1, noise_correlation 0 and "
+            "first_frame_prob 0: a stream draws each chunk's noise on its own and has no first-frame input"
+        )
+    if opts.context_prob and not opts.frame_sigma_prob:
+        raise ValueError("t2v.context_prob needs t2v.frame_sigma_prob > 0 (a noise level per frame)")

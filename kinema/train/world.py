@@ -35,7 +35,14 @@ from tqdm import tqdm
 from kinema.config import DataConfig
 from kinema.data.dataset import resize_crop, to_tensor
 from kinema.data.manifest import ClipRecord, clip_path, read_manifest
-from kinema.diffusion.flow import TRAIN_MIN_SIGMA, add_noise, as_velocity, flow_loss, sample_sigmas
+from kinema.diffusion.flow import (
+    TRAIN_MIN_SIGMA,
+    add_noise,
+    as_velocity,
+    flow_loss,
+    sample_sigmas,
+    with_clean_past,
+)
 from kinema.generate.world import TEXT_DIM, WorldInfo, WorldModel, null_text, start_frames_of
 from kinema.io import atomic_path, atomic_write_text
 from kinema.io.video import read_video
@@ -191,12 +198,7 @@ class WorldTask:
         """σ per latent frame, (B, F): independent (Diffusion Forcing), or a nearly clean past and a noisy last chunk."""
         o = self.options
         sigma = sample_sigmas((batch, frames), mean=o.timestep_mean, std=o.timestep_std, shift=o.shift)
-        if not o.context_prob:
-            return sigma
-        past = frames - o.chunk_frames
-        context = torch.rand(batch, past) * o.context_sigma_max
-        playing = torch.cat([context, sigma[:, past:]], dim=1)
-        return torch.where((torch.rand(batch) < o.context_prob)[:, None], playing, sigma)
+        return with_clean_past(sigma, o.chunk_frames, o.context_prob, o.context_sigma_max)
 
 
 def world_info(recipe: WorldRecipe, action_names: list[str]) -> WorldInfo:

@@ -89,6 +89,37 @@ def test_sticky_policy_holds_actions_and_seeds_repeat(tmp_path):
     assert actions("sticky", 0) == actions("sticky", 0) != actions("sticky", 1)
 
 
+def test_explore_leaves_an_action_that_stops_changing_the_screen():
+    policy = games.ExplorePolicy(hold=1e9, rng=np.random.default_rng(0), num_actions=4)
+    wall = np.full((64, 64, 3), 90, np.uint8)
+    taken = [policy(wall) for _ in range(1 + games.STUCK_STEPS)]
+    assert taken[: games.STUCK_STEPS] == [taken[0]] * games.STUCK_STEPS, "held while it may still move"
+    assert taken[-1] != taken[0], "dropped after STUCK_STEPS still screens"
+
+
+def test_explore_favours_actions_that_lead_to_screens_not_seen_yet():
+    """A toy game: action 1 shows a new screen every time, the others one of two known screens."""
+    rng = np.random.default_rng(1)
+    known = [np.full((64, 64, 3), v, np.uint8) for v in (40, 200)]
+    policy = games.ExplorePolicy(hold=4.0, rng=np.random.default_rng(0), num_actions=4)
+    screen, taken = known[0], []
+    for step in range(600):
+        action = policy(screen)
+        taken.append(action)
+        screen = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) if action == 1 else known[step % 2]
+    assert np.mean(np.array(taken[100:]) == 1) > 0.6  # a sticky policy takes each action 25% of the time
+
+
+def test_explore_recording_is_seeded_and_keeps_each_episode_return(tmp_path):
+    settings = RecordSettings(BREAKOUT, frames=120, policy="explore", max_episode_frames=60)
+    first = read_manifest(record(tmp_path / "a", settings, progress=False))
+    again = read_manifest(record(tmp_path / "b", settings, progress=False))
+    assert [r.actions for r in first] == [r.actions for r in again]
+    ends = [r for r in first if r.meta["episode_end"]]
+    assert len(ends) == 2 and all(isinstance(r.meta["return"], float) for r in ends)
+    assert len(set(first[0].actions)) > 1
+
+
 def test_an_interrupted_recording_resumes_without_redoing_finished_episodes(tmp_path, monkeypatch):
     settings = RecordSettings(BREAKOUT, frames=200, clip_frames=32, max_episode_frames=60)
     whole = read_manifest(record(tmp_path / "whole", settings, progress=False))

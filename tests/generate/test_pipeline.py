@@ -19,11 +19,15 @@ from kinema.models.text import load_text_encoder
 from kinema.models.vae import CausalVAE, VAEConfig
 
 
-def tiny_pipeline(out: Path, condition_channels: int = 0) -> Path:
-    """A tiny untrained pipeline saved in fp16, as a bundled one is."""
+def tiny_pipeline(out: Path, condition_channels: int = 0, streams: bool = False) -> Path:
+    """A tiny untrained pipeline saved in fp16, as a bundled one is; `streams`: per-frame VAE, block-causal DiT."""
     torch.manual_seed(0)
     vae_config = VAEConfig(
-        latent_channels=4, base_channels=8, channel_multipliers=(1, 2, 2), spatial_downsample=4
+        latent_channels=4,
+        base_channels=8,
+        channel_multipliers=(1, 2, 2),
+        spatial_downsample=4,
+        temporal_downsample=1 if streams else 4,
     )
     dit_config = DiTConfig(
         num_attention_heads=2,
@@ -37,6 +41,8 @@ def tiny_pipeline(out: Path, condition_channels: int = 0) -> Path:
         condition_channels=condition_channels,
     )
     info = PipelineInfo(width=32, height=32, frames=5, fps=8.0, steps=3, guidance=3.0)
+    if streams:
+        info = dataclasses.replace(info, attention="block_causal", stream_context_sigma=0.05)
     pipeline = Pipeline(CausalVAE(vae_config), VideoDiT(dit_config), load_text_encoder("minilm"), info)
     return pipeline.save_pretrained(out)
 
@@ -44,6 +50,11 @@ def tiny_pipeline(out: Path, condition_channels: int = 0) -> Path:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     return tiny_pipeline(tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="module")
+def stream_folder(tmp_path_factory) -> Path:
+    return tiny_pipeline(tmp_path_factory.mktemp("stream"), streams=True)
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +257,79 @@ def test_sweep_generator_runs_a_pipeline_with_sweep_settings(folder):
     assert fps == 8.0 and np.array_equal(
         frames, pipeline.generate("a red circle", seed=4, guidance=1.0, steps=2)
     )
+
+
+def streamed(pipeline: Pipeline, prompt: str, frames: int, **kwargs) -> np.ndarray:
+    return np.concatenate(list(pipeline.stream(prompt, frames, **kwargs)))
+
+
+def test_a_block_causal_pipeline_streams_far_past_its_training_clip(stream_folder):
+    pipeline = Pipeline.from_pretrained(stream_folder)
+    video = streamed(pipeline, "a red circle moving right", 30, steps=2)
+    assert video.shape == (30, 32, 32, 3) and video.dtype == np.uint8
+    assert np.array_equal(video, streamed(pipeline, "a red circle moving right", 30, steps=2))
+    assert not np.array_equal(video, streamed(pipeline, "a red circle moving right", 30, steps=2, seed=1))
+    assert not np.array_equal(video, streamed(pipeline, "a blue square", 30, steps=2))
+    # The window (4 latent frames by default: the 5-frame clip less one chunk) bounds what a frame
+    # sees: a longer one changes nothing up to frame 4, and frames after it see more of the past.
+    wide = streamed(pipeline, "a red circle moving right", 30, steps=2, window_frames=29)
+    assert np.array_equal(wide[:5], video[:5]) and not np.array_equal(wide[5:], video[5:])
+
+
+def test_a_stream_matches_its_own_frames_whatever_its_length(stream_folder):
+    pipeline = Pipeline.from_pretrained(stream_folder)
+    long = streamed(pipeline, "a green triangle", 12, steps=2, guidance=1.0)
+    assert np.array_equal(streamed(pipeline, "a green triangle", 7, steps=2, guidance=1.0), long[:7])
+    # generate streams a block-causal pipeline too, so kinema generate and kinema sweep take one.
+    assert np.array_equal(pipeline.generate("a green triangle", frames=12, steps=2, guidance=1.0), long)
+    with pytest.raises(KinemaError, match=r"streaming .* can't take a first-frame image"):
+        pipeline.generate("a green triangle", image=np.zeros((32, 32, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"frames": 0}, "frames must be >= 1, got 0"),
+        ({"steps": 0}, "steps must be >= 1"),
+        ({"guidance": -1.0}, "guidance must be >= 0"),
+        ({"window_frames": 0}, "window_frames"),
+    ],
+)
+def test_bad_stream_settings_are_refused(stream_folder, kwargs, message):
+    with pytest.raises(KinemaError, match=message):
+        Pipeline.from_pretrained(stream_folder).stream("x", **{"frames": 3, **kwargs})
+
+
+def test_a_bidirectional_pipeline_refuses_to_stream(folder):
+    with pytest.raises(KinemaError, match="bidirectional, so it can't stream"):
+        Pipeline.from_pretrained(folder).stream("x", 3)
+
+
+def test_stream_command_writes_a_video_of_any_length(stream_folder, tmp_path):
+    out = tmp_path / "long.mp4"
+    result = kinema(
+        "stream", "a red circle", "--frames", 23, "--steps", 2, "--model", stream_folder, "-o", out
+    )
+    assert result.returncode == 0, result.stderr
+    assert "streamed 23 frames" in result.stdout and "first frame after" in result.stdout
+    assert probe(out).num_frames == 23 and read_video(out)[0].shape == (23, 32, 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--frames", "0"], "positive integer"),
+        (["--frames", "4", "--window", "0"], "positive integer"),
+        (["--frames", "4", "--cfg", "-2"], "number >= 0"),
+        (["--frames", "4", "--model", "BIDIRECTIONAL"], "bidirectional, so it can't stream"),
+        (["--frames", "4", "--model", "nope"], "model folder not found: nope"),
+    ],
+)
+def test_stream_command_usage_errors(stream_folder, folder, tmp_path, args, fragment):
+    args = [str(folder) if a == "BIDIRECTIONAL" else a for a in args]
+    model = [] if "--model" in args else ["--model", stream_folder]
+    result = kinema("stream", "a red circle", "-o", tmp_path / "o.mp4", *model, *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert not (tmp_path / "o.mp4").exists()

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import torch
 
+from kinema.diffusion.sampling import ModelGuidance, make_sigmas, sample
 from kinema.generate.stream import LatentStream, StreamSettings
 from kinema.models.dit import DiTConfig, VideoDiT
 
@@ -84,6 +85,37 @@ def test_frame_stacking_gives_the_same_chunks_over_the_cache_as_recomputed(chunk
     assert (plain - cached).abs().max() > 1e-3
 
 
+def guided_stream(guidance: float, recompute: bool = False) -> LatentStream:
+    """A stream over prompted text and a 3-token unconditional text, at guidance `guidance`."""
+    mask = torch.ones(B, TEXT_LEN, dtype=torch.bool)
+    uncond = (torch.randn(1, 3, TINY["text_dim"]), torch.ones(1, 3, dtype=torch.bool))
+    settings = StreamSettings(chunk_frames=1, steps=3, shift=2.0, context_sigma=0.1, guidance=guidance)
+    return LatentStream(tiny_dit(), text(), mask, settings=settings, recompute=recompute, uncond=uncond)
+
+
+def test_guidance_mixes_the_two_branches_and_keeps_the_cache_equal_to_recomputing():
+    torch.manual_seed(4)
+    noises = chunk_noise(4, 1)
+    cached = run(guided_stream(3.0), noises)
+    torch.manual_seed(4)
+    assert (cached - run(guided_stream(3.0, recompute=True), noises)).abs().max() <= 1e-4
+    # With no past, the first chunk is plain guided sampling over the block-causal DiT.
+    torch.manual_seed(4)
+    stream = guided_stream(3.0)
+    causal = {"attention": "block_causal", "chunk_frames": 1}
+    velocity = ModelGuidance(stream.dit, stream.text_states, stream.text_mask, *stream.uncond, causal)
+    first = sample(velocity, noises[0], make_sigmas(3, shift=2.0), guidance=3.0)
+    assert (first - cached[:, :, :1]).abs().max() <= 1e-5
+    # Guidance 1 is the prompted branch alone, and any other scale changes the stream.
+    torch.manual_seed(4)
+    plain = run(guided_stream(1.0), noises)
+    settings = StreamSettings(chunk_frames=1, steps=3, shift=2.0, context_sigma=0.1)
+    assert torch.equal(plain, run(LatentStream(tiny_dit(), text(), settings=settings), noises))
+    assert (plain - cached).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="a guided stream needs the unconditional text"):
+        LatentStream(tiny_dit(), text(), settings=StreamSettings(guidance=2.0))
+
+
 def test_a_rolling_window_keeps_the_cache_bounded_far_past_the_rope_length():
     settings = StreamSettings(chunk_frames=1, steps=2, sink_frames=1, window_frames=4)
     stream = LatentStream(tiny_dit(), text(), settings=settings)
@@ -121,6 +153,7 @@ def test_a_stream_is_seeded():
         ({"context_sigma": 1.0}, r"context_sigma must be in \[0, 1\)"),
         ({"sampler": "ddim"}, "sampler must be one of"),
         ({"sink_frames": -1}, "sink_frames must be >= 0"),
+        ({"guidance": -1.0}, "guidance must be >= 0"),
         ({"chunk_frames": 3, "window_frames": 2}, r"window_frames \(2\) must hold at least one chunk"),
     ],
 )

@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -223,6 +224,53 @@ def test_t2v_trains_with_per_frame_noise_levels_and_refuses_bad_settings(vae_fol
         train_t2v(recipe, progress=False)
     recipe.t2v.frame_sigma_prob, recipe.dit.patch_size = 0.5, (2, 2, 2)
     with pytest.raises(ValueError, match=r"needs dit.patch_size\[0\] = 1"):
+        train_t2v(recipe, progress=False)
+
+
+def test_t2v_gives_a_nearly_clean_past_to_the_asked_fraction_of_clips():
+    torch.manual_seed(0)
+    options = T2VOptions(
+        attention="block_causal", frame_sigma_prob=1.0, context_prob=0.4, context_sigma_max=0.2
+    )
+    sigma = T2VTask(None, options, None, None).noise_levels(4000, 5)
+    clean_past = (sigma[:, :-1] <= 0.2).all(dim=1)
+    assert abs(clean_past.float().mean().item() - 0.4) < 0.04
+    assert sigma[clean_past, -1].mean() > 0.4  # the frame being made keeps its full range of levels
+
+
+def test_t2v_trains_block_causally_into_a_pipeline_that_streams(vae_folder, tmp_path):
+    recipe = t2v_recipe(vae_folder, tmp_path, 2)
+    t2v = recipe.t2v
+    t2v.attention, t2v.frame_sigma_prob, t2v.context_prob, t2v.stream_context_sigma = (
+        "block_causal",
+        1.0,
+        0.5,
+        0.05,
+    )
+    result = train_t2v(recipe, progress=False)
+    assert result.step == 2 and math.isfinite(result.last_loss)
+    pipeline = Pipeline.from_pretrained(tmp_path / "pipeline")
+    assert pipeline.info.streams and pipeline.info.stream_context_sigma == 0.05
+    # 4x time: the first latent frame decodes to one frame and every later one to four.
+    pieces = list(pipeline.stream("a red circle moving right", 14, steps=2, guidance=2.0))
+    assert [len(p) for p in pieces] == [1, 4, 4, 4, 1]
+    assert np.concatenate(pieces).shape == (14, 32, 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"attention": "causal"}, "t2v.attention must be one of"),
+        ({"attention": "block_causal", "noise_correlation": 0.5}, "draws each chunk's noise on its own"),
+        ({"frame_sigma_prob": 0.0, "context_prob": 0.5}, r"t2v.context_prob needs t2v.frame_sigma_prob > 0"),
+        ({"stream_context_sigma": 1.0}, r"t2v.stream_context_sigma must be in \[0, 1\)"),
+    ],
+)
+def test_t2v_refuses_streaming_settings_it_cannot_train(vae_folder, tmp_path, changes, message):
+    recipe = t2v_recipe(vae_folder, tmp_path, 1)
+    for key, value in {"attention": "block_causal", "frame_sigma_prob": 1.0, **changes}.items():
+        setattr(recipe.t2v, key, value)
+    with pytest.raises(ValueError, match=message):
         train_t2v(recipe, progress=False)
 
 
