@@ -105,6 +105,9 @@ class T2VOptions:
     context_prob: float = 0.0
     context_sigma_max: float = 0.3
     stream_context_sigma: float = 0.0  # how noisy a finished chunk is when the stream caches it
+    # A saved DiT folder to start from; its config must equal the dit section. A streaming model
+    # fine-tuned from a bidirectional one keeps what that one learned (CausVid's initialisation).
+    init: str = ""
 
 
 @dataclass
@@ -380,15 +383,34 @@ def _initial_vae(recipe: VAERecipe) -> CausalVAE:
     """A fresh VAE, or the one in `recipe.init` to fine-tune (which must have the recipe's shape)."""
     if not recipe.init:
         return CausalVAE(recipe.vae)
-    if not (Path(recipe.init) / "config.json").is_file():
-        raise ConfigError(f"init: no saved VAE at {recipe.init} (a folder with config.json)")
+    _check_init(recipe.init, "init", "VAE")
     model = CausalVAE.from_pretrained(recipe.init).train()
-    saved, wanted = dataclasses.asdict(model.config), dataclasses.asdict(recipe.vae)
+    _check_same_config(recipe.init, "vae", model.config, recipe.vae)
+    return model
+
+
+def _initial_dit(recipe: T2VRecipe) -> VideoDiT:
+    """A fresh DiT, or the one in `t2v.init` to fine-tune (which must have the recipe's shape)."""
+    if not recipe.t2v.init:
+        return VideoDiT(recipe.dit)
+    _check_init(recipe.t2v.init, "t2v.init", "DiT")
+    model = VideoDiT.from_pretrained(recipe.t2v.init, dtype=torch.float32).train()
+    _check_same_config(recipe.t2v.init, "dit", model.config, recipe.dit)
+    return model
+
+
+def _check_init(folder: str, key: str, what: str) -> None:
+    if not (Path(folder) / "config.json").is_file():
+        raise ConfigError(f"{key}: no saved {what} at {folder} (a folder with config.json)")
+
+
+def _check_same_config(folder: str, section: str, saved: Any, wanted: Any) -> None:
+    """Raise ConfigError naming every key where a saved model's config differs from the recipe's."""
+    saved, wanted = dataclasses.asdict(saved), dataclasses.asdict(wanted)
     differ = sorted(k for k in wanted if saved[k] != wanted[k])
     if differ:
-        details = ", ".join(f"vae.{k}: recipe {wanted[k]}, saved {saved[k]}" for k in differ)
-        raise ConfigError(f"init {recipe.init} does not match the recipe's vae section ({details})")
-    return model
+        details = ", ".join(f"{section}.{k}: recipe {wanted[k]}, saved {saved[k]}" for k in differ)
+        raise ConfigError(f"init {folder} does not match the recipe's {section} section ({details})")
 
 
 def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -399,7 +421,7 @@ def train_t2v(recipe: T2VRecipe, resume: bool = False, progress: bool = True) ->
     null_states, null_mask = encoder.empty()
     _check_dit_fits(recipe, encoder, latent_channels=cache.latents.shape[1])
     torch.manual_seed(recipe.train.seed)
-    model = VideoDiT(recipe.dit)
+    model = _initial_dit(recipe)
     task = T2VTask(model, recipe.t2v, null_states, null_mask)
     vae = load_vae(recipe.t2v.vae).eval()
     sampler = t2v_sampler(recipe, vae, encoder)

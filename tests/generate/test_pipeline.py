@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from kinema.errors import KinemaError
-from kinema.generate.pipeline import Pipeline, PipelineInfo, first_frame_condition, sweep_generator
+from kinema.generate.pipeline import (
+    BUNDLED_STREAM,
+    Pipeline,
+    PipelineInfo,
+    first_frame_condition,
+    sweep_generator,
+)
 from kinema.io import probe, read_video
 from kinema.models.dit import DiTConfig, VideoDiT
 from kinema.models.text import load_text_encoder
@@ -333,3 +339,9 @@ def test_stream_command_usage_errors(stream_folder, folder, tmp_path, args, frag
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], result.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_stream_without_a_model_says_none_is_bundled(tmp_path):
+    assert not BUNDLED_STREAM.exists(), "a streaming model is bundled now: make it the default in this test"
+    result = kinema("stream", "x", "--frames", 3, "-o", tmp_path / "o.mp4")
+    assert result.returncode == 2 and "no streaming model is bundled: pass --model DIR" in result.stderr

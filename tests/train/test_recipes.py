@@ -257,6 +257,28 @@ def test_t2v_trains_block_causally_into_a_pipeline_that_streams(vae_folder, tmp_
     assert np.concatenate(pieces).shape == (14, 32, 32, 3)
 
 
+def test_a_streaming_dit_fine_tunes_from_a_bidirectional_one(vae_folder, tmp_path):
+    train_t2v(t2v_recipe(vae_folder, tmp_path / "bi", 2), progress=False)
+    start = VideoDiT.from_pretrained(tmp_path / "bi" / "final", dtype=torch.float32).state_dict()
+    recipe = t2v_recipe(vae_folder, tmp_path / "causal", 2)
+    t2v = recipe.t2v
+    t2v.attention, t2v.frame_sigma_prob, t2v.init = "block_causal", 1.0, str(tmp_path / "bi" / "final")
+    train_t2v(recipe, progress=False)
+    tuned = VideoDiT.from_pretrained(tmp_path / "causal" / "final", dtype=torch.float32).state_dict()
+    # It started from init: a query projection moved a little in 2 steps, not to a fresh random draw.
+    moved = (tuned["blocks.0.attn1.to_q.weight"] - start["blocks.0.attn1.to_q.weight"]).abs().max()
+    assert 0 < moved < 0.01
+    recipe.dit.num_layers = 3
+    with pytest.raises(
+        ConfigError,
+        match=r"does not match the recipe's dit section \(dit.num_layers: recipe 3, saved 2\)",
+    ):
+        train_t2v(recipe, progress=False)
+    t2v.init = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match=r"t2v\.init: no saved DiT at"):
+        train_t2v(recipe, progress=False)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
