@@ -19,7 +19,9 @@ import argparse
 import statistics
 
 import cv2
+import gymnasium as gym
 import numpy as np
+from vizdoom import GameVariable
 
 from kinema.data.games import POLICIES, RecordSettings, make_env, play_episode
 
@@ -27,25 +29,22 @@ GAMES = ("VizdoomHealthGatheringSupreme-v1", "VizdoomMyWayHome-v1", "ALE/Breakou
 CELL = 64.0  # map units per cell (a Doom corridor is about 128 wide)
 
 
-class PositionLog:
-    """Wraps a ViZDoom env's step to keep the map cell the player stands in after each step."""
+class PositionLog(gym.Wrapper):
+    """A ViZDoom env that keeps the map cell the player stands in after each step."""
 
-    def __init__(self, env) -> None:
-        self.env, self.cells = env, set()
-        self._step = env.step
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.cells: set[tuple[int, int]] = set()
 
-        def step(action):
-            result = self._step(action)
-            game = env.unwrapped.game
-            if not game.is_episode_finished():
-                from vizdoom import GameVariable
-
-                x = game.get_game_variable(GameVariable.POSITION_X)
-                y = game.get_game_variable(GameVariable.POSITION_Y)
-                self.cells.add((round(x / CELL), round(y / CELL)))
-            return result
-
-        env.step = step
+    def step(self, action):
+        """The env's step, then the player's cell, unless the episode just ended."""
+        result = self.env.step(action)
+        game = self.env.unwrapped.game
+        if not game.is_episode_finished():
+            x = game.get_game_variable(GameVariable.POSITION_X)
+            y = game.get_game_variable(GameVariable.POSITION_Y)
+            self.cells.add((round(x / CELL), round(y / CELL)))
+        return result
 
 
 def thumbs(frames: np.ndarray) -> set[bytes]:
@@ -61,7 +60,9 @@ def measure(game: str, policy: str, frames: int, frame_skip: int | None) -> dict
     """Play `frames` frames of `game` with `policy` and return the measures."""
     settings = RecordSettings(env_id=game, frames=frames, policy=policy, frame_skip=frame_skip)
     env = make_env(settings)
-    log = PositionLog(env) if game.startswith("Vizdoom") else None
+    log = None
+    if game.startswith("Vizdoom"):
+        env = log = PositionLog(env)
     seen, still, lengths, returns, done, episode = set(), [], [], [], 0, 0
     try:
         while done < frames:

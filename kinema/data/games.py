@@ -168,16 +168,14 @@ class ExplorePolicy:
 
     def __call__(self, frame: np.ndarray) -> int:
         """The action to take on this screen."""
-        thumb = cv2.resize(
-            cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA
-        )
-        thumb = thumb.astype(np.float32) * THUMB_LEVELS / 256
-        signature = thumb.astype(np.uint8).tobytes()
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        thumb = cv2.resize(grey, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+        signature = (thumb * THUMB_LEVELS / 256).astype(np.uint8).tobytes()
         self.counts[signature] += 1
         if self.action is not None:
             novelty = self.counts[signature] ** -0.5
             self.scores[self.action] += NOVELTY_RATE * (novelty - self.scores[self.action])
-            moved = np.abs(thumb - self.thumb).max() * 256 / THUMB_LEVELS >= STILL_LEVELS
+            moved = np.abs(thumb - self.thumb).max() >= STILL_LEVELS
             self.still = 0 if moved else self.still + 1
         self.thumb = thumb
         stuck = self.still >= STUCK_STEPS
