@@ -58,20 +58,26 @@ def sample_sigmas(
 
 def with_clean_past(
     sigma: Tensor, chunk_frames: int, context_prob: float, context_sigma_max: float
-) -> Tensor:
-    """Per-frame σ (B, F) where a fraction `context_prob` of rows get a nearly clean past.
+) -> tuple[Tensor, Tensor]:
+    """Per-frame σ (B, F) where a fraction `context_prob` of rows get a nearly clean past, and the frames to learn.
 
     Those rows keep their own σ on the last chunk only, and every earlier frame gets U(0,
     `context_sigma_max`): the situation of a block-causal stream making its next chunk, with the
     context noise augmentation of GameNGen and DIAMOND. The other rows stay Diffusion Forcing.
+    The second tensor, (B, F) bool, is False on those rows' past: it is given, not predicted, as
+    GameNGen and DIAMOND train, and its loss would swamp the rest, since a velocity error at σ
+    weighs like a clean-sample error over σ².
     """
+    target = torch.ones_like(sigma, dtype=torch.bool)
     if not context_prob:
-        return sigma
+        return sigma, target
     batch, frames = sigma.shape
     past = frames - chunk_frames
     context = torch.rand(batch, past, device=sigma.device) * context_sigma_max
     playing = torch.cat([context, sigma[:, past:]], dim=1)
-    return torch.where((torch.rand(batch, device=sigma.device) < context_prob)[:, None], playing, sigma)
+    rows = (torch.rand(batch, device=sigma.device) < context_prob)[:, None]
+    target[:, :past] = ~rows
+    return torch.where(rows, playing, sigma), target
 
 
 def broadcast_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:

@@ -66,6 +66,9 @@ class DiTConfig:
     # Ours: 0 means no action embedding; condition channels are part of in_channels (see module doc).
     num_actions: int = 0
     condition_channels: int = 0
+    # Latent pixels on each side that the patch embedding also sees (0: Wan's non-overlapping patches).
+    # A token that sees its neighbours can move content by a patch without attention learning to.
+    patch_context: int = 0
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -115,6 +118,8 @@ def _config_problem(c: DiTConfig) -> str | None:
         return f"condition_channels must be in [0, in_channels={c.in_channels}), got {c.condition_channels}"
     if c.num_actions < 0:
         return f"num_actions must be >= 0, got {c.num_actions}"
+    if c.patch_context < 0:
+        return f"patch_context must be >= 0, got {c.patch_context}"
     return None
 
 
@@ -392,12 +397,22 @@ class VideoDiT(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.patch_embedding = nn.Conv3d(c.in_channels, c.dim, kernel_size=c.patch_size, stride=c.patch_size)
+        pt, ph, pw = c.patch_size
+        context = c.patch_context
+        self.patch_embedding = nn.Conv3d(
+            c.in_channels,
+            c.dim,
+            kernel_size=(pt, ph + 2 * context, pw + 2 * context),
+            stride=c.patch_size,
+            padding=(0, context, context),
+        )
         self.condition_embedder = ConditionEmbedder(c)
         self.action_embedder = nn.Embedding(c.num_actions, c.dim) if c.num_actions else None
         if self.action_embedder is not None:
-            # Zero: a pretrained video model gains actions without changing what it does at the start.
-            nn.init.zeros_(self.action_embedder.weight)
+            # Random, on the scale of the time embedding: from zeros, two keys that move the picture in
+            # opposite directions start equal and stay nearly so (a saddle; the Doom turns never parted).
+            # A pretrained model that gains actions gets zeros instead (_adapt_new_inputs).
+            nn.init.normal_(self.action_embedder.weight, std=0.2)
         self.blocks = nn.ModuleList([DiTBlock(c) for _ in range(c.num_layers)])
         self.norm_out = FP32LayerNorm(c.dim, c.eps, elementwise_affine=False)
         self.proj_out = nn.Linear(c.dim, c.out_channels * math.prod(c.patch_size))

@@ -202,7 +202,7 @@ class T2VTask:
             return sigma
         own = torch.rand(batch) < opts.frame_sigma_prob
         sigma = torch.where(own[:, None], draw((batch, frames)), sigma[:, None])
-        return with_clean_past(sigma, opts.chunk_frames, opts.context_prob, opts.context_sigma_max)
+        return with_clean_past(sigma, opts.chunk_frames, opts.context_prob, opts.context_sigma_max)[0]
 
 
 class LatentCache(Dataset):

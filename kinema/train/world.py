@@ -175,7 +175,7 @@ class WorldTask:
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The flow-matching loss over a batch of latent windows and their actions."""
         x0, actions = batch["latents"], batch["actions"]
-        sigma = self.noise_levels(len(x0), x0.shape[2]).to(x0.device)
+        sigma, target = (t.to(x0.device) for t in self.noise_levels(len(x0), x0.shape[2]))
         noise = torch.randn_like(x0)
         noisy = add_noise(x0, noise, sigma)
         condition = None
@@ -192,10 +192,13 @@ class WorldTask:
             chunk_frames=self.options.chunk_frames,
         )
         velocity = as_velocity(output, noisy, sigma, "velocity", TRAIN_MIN_SIGMA)
-        return flow_loss(velocity, x0, noise), {"sigma_mean": float(sigma.mean())}
+        return flow_loss(velocity, x0, noise, mask=target), {"sigma_mean": float(sigma.mean())}
 
-    def noise_levels(self, batch: int, frames: int) -> torch.Tensor:
-        """σ per latent frame, (B, F): independent (Diffusion Forcing), or a nearly clean past and a noisy last chunk."""
+    def noise_levels(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """σ per latent frame, (B, F): independent (Diffusion Forcing), or a nearly clean past and a noisy last chunk.
+
+        Also the frames to learn, (B, F) bool: all but a nearly clean past.
+        """
         o = self.options
         sigma = sample_sigmas((batch, frames), mean=o.timestep_mean, std=o.timestep_std, shift=o.shift)
         return with_clean_past(sigma, o.chunk_frames, o.context_prob, o.context_sigma_max)

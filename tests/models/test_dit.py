@@ -185,6 +185,25 @@ def test_streaming_with_the_cache_matches_the_full_causal_pass(model, chunk):
 
 
 @torch.no_grad()
+def test_patch_context_lets_a_token_see_its_neighbours_and_still_streams():
+    plain, seeing = _tiny(), _tiny(patch_context=2)
+    assert seeing.patch_embedding.weight.shape[2:] == (1, 6, 6)
+    latents, t, text = _inputs(frames=3)
+    nudged = latents.clone()
+    nudged[..., :, 2:4] += 1.0  # the second column of 2x2 patches
+    for model, sees in ((plain, False), (seeing, True)):
+        first = model.patch_embedding(latents)[..., 0], model.patch_embedding(nudged)[..., 0]
+        assert (_max_diff(*first) > 1e-4) == sees, "the first column sees the second only with context"
+    full = seeing(latents, t, text, attention="block_causal", chunk_frames=1)
+    cache = seeing.new_cache()
+    outs = [
+        seeing(latents[:, :, s : s + 1], t, text, cache=cache, update_cache=True, attention="block_causal")
+        for s in range(3)
+    ]
+    assert _max_diff(torch.cat(outs, dim=2), full) <= 1e-5
+
+
+@torch.no_grad()
 def test_cache_trim_keeps_the_sink_and_the_window(model):
     latents, t, text = _inputs(frames=5)
     cache = model.new_cache()
@@ -230,7 +249,9 @@ def test_actions_modulate_and_learn():
         kw = {"attention": "block_causal", "chunk_frames": 1}
         a, b = model(latents, t, text, actions=actions, **kw), model(latents, t, text, actions=other, **kw)
     assert _max_diff(a[:, :, :3], b[:, :, :3]) <= 1e-6 and _max_diff(a[:, :, 3], b[:, :, 3]) > 1e-3
-    fresh = VideoDiT(DiTConfig(**TINY, num_actions=3))  # zero-initialised, yet it learns
+    fresh = VideoDiT(DiTConfig(**TINY, num_actions=3))
+    rows = fresh.action_embedder.weight.detach()
+    assert torch.cdist(rows, rows)[~torch.eye(3, dtype=torch.bool)].min() > 0.5, "keys differ from the start"
     fresh(latents, t, text, actions=actions).square().mean().backward()
     assert fresh.action_embedder.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match=r"actions must lie in \[0, 3\)"):
@@ -397,6 +418,8 @@ def test_bad_configs_are_named():
         DiTConfig(**{**TINY, "attention_head_dim": 5})
     with pytest.raises(ValueError, match="qk_norm"):
         DiTConfig(**{**TINY, "qk_norm": None})
+    with pytest.raises(ValueError, match="patch_context"):
+        DiTConfig(**{**TINY, "patch_context": -1})
     assert KVCache(3).num_layers == 3
 
 

@@ -92,13 +92,16 @@ def test_frame_cache_holds_every_frame_and_windows_stay_inside_clips(game, tmp_p
 def test_noise_levels_mix_diffusion_forcing_with_a_nearly_clean_past():
     task = WorldTask(None, WorldOptions(context_prob=0.5, context_sigma_max=0.3, chunk_frames=2))
     torch.manual_seed(0)
-    sigma = task.noise_levels(4000, 8)
-    playing = (sigma[:, :6] <= 0.3).all(1)
-    assert 0.45 < playing.float().mean() < 0.56  # the half with a clean past (plus the rare DF one)
+    sigma, target = task.noise_levels(4000, 8)
+    playing = ~target[:, 0]
+    assert 0.45 < playing.float().mean() < 0.55  # the half with a clean past
+    assert (sigma[playing, :6] <= 0.3).all()
     assert sigma[playing, 6:].std() > 0.2, "the last chunk keeps the full range of noise levels"
-    df = sigma[~playing]
-    assert df.std(1).mean() > 0.15, "the rest draw one level per frame"
-    assert WorldTask(None, WorldOptions(context_prob=0.0)).noise_levels(3, 4).shape == (3, 4)
+    assert not target[playing, :6].any() and target[playing, 6:].all(), "a clean past is not learnt"
+    assert target[~playing].all(), "Diffusion Forcing rows learn every frame"
+    assert sigma[~playing].std(1).mean() > 0.15, "and draw one level per frame"
+    sigma, target = WorldTask(None, WorldOptions(context_prob=0.0)).noise_levels(3, 4)
+    assert sigma.shape == (3, 4) and target.all()
 
 
 def test_world_recipe_trains_resumes_and_exports_a_playable_model(game, tmp_path):
