@@ -29,6 +29,7 @@ from kinema.generate.world import null_text
 from kinema.io.video import read_video
 from kinema.models.dit import VideoDiT
 from kinema.models.vae import load_vae
+from kinema.train.world import previous_frames
 
 CONTEXT_SIGMA = 0.05
 
@@ -65,9 +66,7 @@ def last_frame_loss(
     sigma = torch.full((len(x0), x0.shape[2]), CONTEXT_SIGMA)
     sigma[:, -1] = sigma_last
     noisy = add_noise(x0, noise, sigma)
-    condition = None
-    if dit.config.condition_channels:
-        condition = torch.cat([torch.zeros_like(noisy[:, :, :1]), noisy[:, :, :-1]], dim=2)
+    condition = previous_frames(noisy) if dit.config.condition_channels else None
     out = dit(
         noisy,
         sigma * 1000,

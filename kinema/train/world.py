@@ -166,6 +166,12 @@ def _game_records(manifest: str, num_actions: int) -> list[ClipRecord]:
     return records
 
 
+def previous_frames(latents: torch.Tensor) -> torch.Tensor:
+    """Frame stacking's condition (B, C, F, h, w): each frame's previous frame, zeros before the first."""
+    # As noisy as the window holds it, which is how the stream holds its past.
+    return torch.cat([torch.zeros_like(latents[:, :, :1]), latents[:, :, :-1]], dim=2)
+
+
 class WorldTask:
     """Flow matching per frame, block-causal, conditioned on each frame's action."""
 
@@ -178,10 +184,7 @@ class WorldTask:
         sigma, target = (t.to(x0.device) for t in self.noise_levels(len(x0), x0.shape[2]))
         noise = torch.randn_like(x0)
         noisy = add_noise(x0, noise, sigma)
-        condition = None
-        if self.model.config.condition_channels:
-            # Frame stacking: each frame also sees the frame before it, as noisy as the stream holds it.
-            condition = torch.cat([torch.zeros_like(noisy[:, :, :1]), noisy[:, :, :-1]], dim=2)
+        condition = previous_frames(noisy) if self.model.config.condition_channels else None
         output = model(
             noisy,
             sigma * 1000.0,
