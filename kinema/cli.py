@@ -374,10 +374,6 @@ def _play(args: argparse.Namespace) -> None:
     from kinema.generate.world import BUNDLED_WORLD, WorldModel, start_frames
 
     model = Path(args.model) if args.model else BUNDLED_WORLD
-    if not args.model and not model.is_dir():
-        raise KinemaError(
-            "no world model is bundled yet: train one (docs/training.md, 'World models') and pass --model DIR"
-        )
     if not model.is_dir():
         raise KinemaError(f"model folder not found: {model}")
     world = WorldModel.from_pretrained(model, device=_torch_device(args.device), steps=args.steps)
@@ -740,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument(
         "--model",
         metavar="DIR",
-        help="world model folder, e.g. runs/world_breakout/pipeline (none is bundled yet)",
+        help="world model folder (default: the bundled Breakout model)",
     )
     play.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"

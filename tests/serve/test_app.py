@@ -36,23 +36,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(world_folder):
-    """`kinema play` as a real process; yields its base URL."""
+@contextlib.contextmanager
+def play_server(*options: str):
+    """`kinema play OPTIONS` as a real process on a free port; yields its host:port."""
     port = free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kinema",
-            "play",
-            "--model",
-            str(world_folder),
-            "--port",
-            str(port),
-            "--max-players",
-            "9",
-        ],
+        [sys.executable, "-m", "kinema", "play", "--port", str(port), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -70,6 +59,13 @@ def server(world_folder):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(world_folder):
+    """`kinema play` of the tiny world model, room for 9 players; yields its host:port."""
+    with play_server("--model", str(world_folder), "--max-players", "9") as address:
+        yield address
 
 
 def test_keys_bind_to_actions_by_name_and_digit():
@@ -205,9 +201,21 @@ def test_the_page_plays_with_the_keyboard_in_a_real_browser(server, browser):
     page.close()
 
 
-def test_play_without_a_model_says_how_to_get_one():
+def test_play_serves_the_bundled_breakout_model_by_default():
+    with play_server() as address, websockets_client.connect(f"ws://{address}/ws") as ws:
+        assert receive(ws, "hello")["actions"] == BREAKOUT_ACTIONS
+        assert image_of(receive(ws, "frame")).shape == (64, 64, 3)
+        ws.send(json.dumps({"type": "action", "action": 3}))
+        left = next(f for f in iter(lambda: receive(ws, "frame"), None) if f["action"] == 3)
+        assert left["index"] > 0
+
+
+def test_play_with_a_missing_model_folder_says_so():
     result = subprocess.run(
-        [sys.executable, "-m", "kinema", "play"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "kinema", "play", "--model", "no/such/model"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "no world model is bundled yet" in result.stderr and "--model DIR" in result.stderr
+    assert "model folder not found: no/such/model" in result.stderr

@@ -20,6 +20,7 @@ from kinema.train.world import (
     WorldRecipe,
     WorldTask,
     build_frame_cache,
+    motion_weight,
     train_world,
 )
 from tests.conftest import require_extra, tiny_frame_vae
@@ -83,10 +84,23 @@ def test_frame_cache_holds_every_frame_and_windows_stay_inside_clips(game, tmp_p
     assert item["latents"].shape == (4, 6, 8, 8)
     assert torch.equal(item["latents"], cache.latents[20:26].float().transpose(0, 1))
     assert item["actions"].tolist() == records[1].actions[:6]
+    # The frame before a window is frame stacking's first condition; a clip's first window has none.
+    assert not item["has_before"] and not item["before"].any()
+    after = cache[16]
+    assert after["has_before"] and torch.equal(after["before"], cache.latents[20:21].float().transpose(0, 1))
+    # Another window reuses the cache (it holds whole clips); another frame size rebuilds it.
+    stamp = (tmp_path / "frames.safetensors").stat().st_mtime_ns
     again = build_frame_cache(
-        world_recipe(game, tmp_path, 1), tmp_path / "frames.safetensors", progress=False
+        world_recipe(game, tmp_path, 1, "data.frames=4"), tmp_path / "frames.safetensors", progress=False
     )
-    assert torch.equal(again.latents, cache.latents)
+    assert torch.equal(again.latents, cache.latents) and len(again) == 6 * 17
+    assert (tmp_path / "frames.safetensors").stat().st_mtime_ns == stamp
+    smaller = build_frame_cache(
+        world_recipe(game, tmp_path, 1, "data.width=16", "data.height=16"),
+        tmp_path / "frames.safetensors",
+        progress=False,
+    )
+    assert smaller.latents.shape == (120, 4, 4, 4)
 
 
 def test_noise_levels_mix_diffusion_forcing_with_a_nearly_clean_past():
@@ -102,6 +116,32 @@ def test_noise_levels_mix_diffusion_forcing_with_a_nearly_clean_past():
     assert sigma[~playing].std(1).mean() > 0.15, "and draw one level per frame"
     sigma, target = WorldTask(None, WorldOptions(context_prob=0.0)).noise_levels(3, 4)
     assert sigma.shape == (3, 4) and target.all()
+
+
+def test_frame_stacking_conditions_the_first_frame_on_the_frame_before_the_window():
+    torch.manual_seed(0)
+    noisy = torch.randn(2, 4, 3, 2, 2)
+    batch = {"before": torch.ones(2, 4, 1, 2, 2), "has_before": torch.tensor([True, False])}
+    condition = WorldTask._condition(batch, noisy, torch.zeros(2, 3))
+    assert torch.equal(condition[0, :, :1], batch["before"][0])  # σ 0: the frame itself
+    assert not condition[1, :, :1].any()  # a clip's start: zeros, as the stream begins
+    assert torch.equal(condition[:, :, 1:], noisy[:, :, :-1])
+    noised = WorldTask._condition(batch, noisy, torch.full((2, 3), 0.5))
+    assert not torch.equal(noised[0, :, :1], batch["before"][0]) and not noised[1, :, :1].any()
+
+
+def test_motion_weight_picks_out_what_moved_since_the_frame_before():
+    x0 = torch.zeros(2, 4, 3, 2, 2)
+    x0[:, :, 2, 0, 0] = 0.5  # one latent pixel changes in the last frame
+    before = torch.zeros(2, 4, 1, 2, 2)
+    before[:, :, 0, 1, 1] = 3.0  # and one differs between the frame before the window and its first
+    batch = {"before": before, "has_before": torch.tensor([True, False])}
+    weight = motion_weight(batch, x0, 10.0)
+    assert weight.shape == x0.shape
+    assert torch.allclose(weight[:, :, 2, 0, 0], torch.tensor(6.0))  # 1 + 10 * 0.5
+    assert weight[0, :, 0, 1, 1].eq(11.0).all()  # the change is capped at 1
+    assert weight[1, :, 0].eq(1.0).all()  # a clip's first frame has nothing to compare with
+    assert weight[:, :, 1].eq(1.0).all() and weight[:, :, 2, 1, 1].eq(1.0).all()
 
 
 def test_world_recipe_trains_resumes_and_exports_a_playable_model(game, tmp_path):
@@ -150,6 +190,7 @@ def test_games_keep_their_own_state_and_reject_bad_actions(game, tmp_path):
         (["data.frames=1"], "more than one chunk"),
         (["world.chunk_frames=4"], "multiple of world.chunk_frames"),
         (["dit.text_dim=384"], "takes no text"),
+        (["world.motion_weight=-1"], "world.motion_weight must be >= 0"),
     ],
 )
 def test_world_recipe_refuses_settings_it_cannot_train(game, tmp_path, extra, fragment):
@@ -195,7 +236,7 @@ def test_bundled_world_recipes_load_and_fit_the_size_budget():
 
 
 def test_frame_stacking_trains_and_plays_with_the_previous_frame(game, tmp_path):
-    stacked = ["dit.in_channels=8", "dit.condition_channels=4"]
+    stacked = ["dit.in_channels=8", "dit.condition_channels=4", "world.motion_weight=20"]
     train_world(world_recipe(game, tmp_path, 2, *stacked), progress=False)
     world = WorldModel.from_pretrained(tmp_path / "pipeline")
     assert world.info.previous_frame and world.settings.previous_frame
