@@ -41,6 +41,18 @@ def pytest_collection_modifyitems(items):
             item.add_marker(skip)
 
 
+def assert_shipped_in_fp16(folder: Path, budget: float = 25e6) -> None:
+    """A bundled pipeline's dit/ and vae/ weights are fp16 (but the VAE's latent statistics) and fit the budget."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*/model.safetensors"))
+    assert [f.parent.name for f in files] == ["dit", "vae"]
+    assert sum(f.stat().st_size for f in files) <= budget
+    for file in files:
+        dtypes = {t.dtype for k, t in load_file(file).items() if "latent_" not in k}
+        assert dtypes == {torch.float16}, (file, dtypes)
+
+
 def require_extra(module: str, extra: str) -> ModuleType:
     """Import a module of an optional extra, or skip; KINEMA_REQUIRE_EXTRAS=1 (CI) makes a missing one fail."""
     try:

@@ -9,13 +9,12 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from kinema.data.shapes import ShapesConfig, make_clip
 from kinema.eval.checkers import accuracy, check_video, expected_from_caption
 from kinema.generate.pipeline import BUNDLED, Pipeline
 from kinema.io import read_video, write_video
+from tests.conftest import assert_shipped_in_fp16
 
 PROMPTS = [
     "a red circle moving right",
@@ -35,12 +34,7 @@ def pipeline() -> Pipeline:
 
 
 def test_bundled_weights_are_fp16_and_within_budget():
-    files = sorted(BUNDLED.glob("*/model.safetensors"))
-    assert [f.parent.name for f in files] == ["dit", "vae"]
-    assert sum(f.stat().st_size for f in files) <= 25e6
-    for file in files:
-        dtypes = {t.dtype for k, t in load_file(file).items() if "latent_" not in k}
-        assert dtypes == {torch.float16}, (file, dtypes)
+    assert_shipped_in_fp16(BUNDLED)
 
 
 def test_generate_uses_the_bundled_model_by_default(tmp_path):

@@ -6,12 +6,10 @@ These run the real trained weights against the real game (ale-py), seeded, so ea
 import cv2
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from kinema.data.games import RecordSettings, make_env, screen
 from kinema.generate.world import BUNDLED_WORLD, WorldModel, start_frames
-from tests.conftest import require_extra
+from tests.conftest import assert_shipped_in_fp16, require_extra
 
 RIGHT, LEFT = 2, 3
 PADDLE_ROWS = slice(56, 61)  # where Breakout's paddle lies in a 64x64 frame
@@ -45,12 +43,7 @@ def world() -> WorldModel:
 
 
 def test_bundled_world_is_fp16_within_budget_and_ships_start_frames():
-    files = sorted(BUNDLED_WORLD.glob("*/model.safetensors"))
-    assert [f.parent.name for f in files] == ["dit", "vae"]
-    assert sum(f.stat().st_size for f in files) <= 25e6
-    for file in files:
-        dtypes = {t.dtype for k, t in load_file(file).items() if "latent_" not in k}
-        assert dtypes == {torch.float16}, (file, dtypes)
+    assert_shipped_in_fp16(BUNDLED_WORLD)
     assert start_frames(BUNDLED_WORLD).shape[1:] == (64, 64, 3)
 
 
