@@ -24,12 +24,11 @@ import torch
 
 from kinema.data.dataset import resize_crop, to_tensor
 from kinema.data.manifest import clip_path, read_manifest
-from kinema.diffusion.flow import add_noise, velocity_target
+from kinema.diffusion.flow import add_noise, previous_frames, velocity_target
 from kinema.generate.world import null_text
 from kinema.io.video import read_video
 from kinema.models.dit import VideoDiT
 from kinema.models.vae import load_vae
-from kinema.train.world import previous_frames
 
 CONTEXT_SIGMA = 0.05
 

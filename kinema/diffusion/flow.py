@@ -146,6 +146,28 @@ def correlate_frames(noise: Tensor, shared: Tensor, correlation: float) -> Tenso
     return correlation**0.5 * shared.to(noise) + (1.0 - correlation) ** 0.5 * noise
 
 
+def previous_frames(latents: Tensor, before: Tensor | None = None) -> Tensor:
+    """Frame stacking's condition (B, C, F, h, w): each frame's previous frame, `before` (or zeros) for the first."""
+    # As noisy as the window holds it, which is how the stream holds its past.
+    first = torch.zeros_like(latents[:, :, :1]) if before is None else before
+    return torch.cat([first, latents[:, :, :-1]], dim=2)
+
+
+def motion_weight(batch: dict[str, Tensor], x0: Tensor, strength: float) -> Tensor:
+    """Per-element loss weight, 1 + `strength` x how much each latent pixel changed since its previous frame.
+
+    The change is the channel mean of |difference|, capped at 1; a clip's first frame, with no
+    frame before it, counts as still.
+    """
+    before = batch.get("before")
+    known = batch.get("has_before")
+    first = x0[:, :, :1] if before is None else before.to(x0)
+    change = (x0 - previous_frames(x0, first)).abs().mean(1, keepdim=True).clamp(max=1.0)
+    if known is not None:
+        change[:, :, :1] *= known.to(x0).view(-1, 1, 1, 1, 1)
+    return (1 + strength * change).expand_as(x0)
+
+
 def velocity_target(x0: Tensor, noise: Tensor) -> Tensor:
     """The velocity the model learns: d x_σ / dσ = noise − x0."""
     return noise - x0

@@ -69,6 +69,10 @@ class DiTConfig:
     # Latent pixels on each side that the patch embedding also sees (0: Wan's non-overlapping patches).
     # A token that sees its neighbours can move content by a patch without attention learning to.
     patch_context: int = 0
+    # A learned embedding of each latent frame's index (< frame_positions), added to its time
+    # embedding (0: none, as Wan). RoPE gives only relative positions, and a small model trained on
+    # them barely tells a clip from its time reverse, so "moving left" looks like "moving right".
+    frame_positions: int = 0
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -120,6 +124,8 @@ def _config_problem(c: DiTConfig) -> str | None:
         return f"num_actions must be >= 0, got {c.num_actions}"
     if c.patch_context < 0:
         return f"patch_context must be >= 0, got {c.patch_context}"
+    if c.frame_positions < 0:
+        return f"frame_positions must be >= 0, got {c.frame_positions}"
     return None
 
 
@@ -413,6 +419,11 @@ class VideoDiT(nn.Module):
             # opposite directions start equal and stay nearly so (a saddle; the Doom turns never parted).
             # A pretrained model that gains actions gets zeros instead (_adapt_new_inputs).
             nn.init.normal_(self.action_embedder.weight, std=0.2)
+        self.frame_embedder = nn.Embedding(c.frame_positions, c.dim) if c.frame_positions else None
+        if self.frame_embedder is not None:
+            nn.init.normal_(
+                self.frame_embedder.weight, std=0.2
+            )  # as the actions: zeros would start symmetric
         self.blocks = nn.ModuleList([DiTBlock(c) for _ in range(c.num_layers)])
         self.norm_out = FP32LayerNorm(c.dim, c.eps, elementwise_affine=False)
         self.proj_out = nn.Linear(c.dim, c.out_channels * math.prod(c.patch_size))
@@ -469,7 +480,8 @@ class VideoDiT(nn.Module):
             latents = torch.cat([latents[:, :, :1].expand(-1, -1, repeats, -1, -1), latents], dim=2)
 
         x = self.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()
-        temb, temb6 = self._time_embedding(timesteps, actions, b)
+        _raise(_frame_position_problem(c, start, grid[0]))
+        temb, temb6 = self._time_embedding(timesteps, actions, b, torch.arange(start, start + grid[0]))
         text_kv, text_mask = self._text(text_states, text_mask, cache)
         rope = _rope_tables(c.attention_head_dim, grid, start, latents.device)
         chunk = chunk_frames * tokens_per_frame if attention == "block_causal" else None
@@ -488,8 +500,10 @@ class VideoDiT(nn.Module):
         x = _modulate(self.norm_out(x.float()), shift, scale).type_as(x)
         return self._unpatchify(self.proj_out(x), grid)[:, :, repeats:]
 
-    def _time_embedding(self, timesteps: Tensor, actions: Tensor | None, batch: int) -> tuple[Tensor, Tensor]:
-        """Time (+ action) embedding (B, F or 1, D) and its 6-way block modulation (B, F or 1, 6, D)."""
+    def _time_embedding(
+        self, timesteps: Tensor, actions: Tensor | None, batch: int, frames: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Time (+ action, + frame index) embedding (B, F or 1, D) and its block modulation (B, F or 1, 6, D)."""
         emb = self.condition_embedder
         t = timesteps.reshape(batch, -1)
         # The time path is a few rows: keeping it out of autocast keeps the modulation precise for free.
@@ -497,6 +511,8 @@ class VideoDiT(nn.Module):
             temb = emb.time_embedder(emb.sinusoid(t).to(emb.time_embedder.linear_1.weight.dtype))
             if actions is not None and self.action_embedder is not None:
                 temb = temb + self.action_embedder(actions).to(temb.dtype)
+            if self.frame_embedder is not None:
+                temb = temb + self.frame_embedder(frames.to(t.device)).to(temb.dtype)
             temb6 = emb.time_proj(F.silu(temb)).unflatten(2, (6, -1))
         return temb, temb6
 
@@ -609,6 +625,16 @@ def _input_problem(
         return f"actions must be integer (B, F) = ({b}, {frames}), got {actions.dtype} {tuple(actions.shape)}"
     if actions is not None and actions.numel() and (actions.min() < 0 or actions.max() >= c.num_actions):
         return f"actions must lie in [0, {c.num_actions}), got {actions.min()}..{actions.max()}"
+    return None
+
+
+def _frame_position_problem(c: DiTConfig, start: int, frames: int) -> str | None:
+    """Why frames start..start+frames have no frame embedding, or None."""
+    if c.frame_positions and start + frames > c.frame_positions:
+        return (
+            f"latent frames {start}..{start + frames - 1} reach past the frame embedding's "
+            f"{c.frame_positions} positions (dit.frame_positions)"
+        )
     return None
 
 

@@ -34,6 +34,7 @@ from kinema.diffusion.flow import (
     correlate_frames,
     drop_prompts,
     flow_loss,
+    motion_weight,
     noise_settings_problem,
     sample_sigmas,
     with_clean_past,
@@ -94,6 +95,9 @@ class T2VOptions:
     # the rest share one. A frame then often has to be rebuilt from cleaner neighbours, which is
     # how a model learns what the next frame of a motion looks like.
     frame_sigma_prob: float = 0.0
+    # Weights each latent pixel's loss by 1 + motion_weight x its change since the previous frame, so
+    # the few pixels where objects move are not drowned by a still background (as world.motion_weight).
+    motion_weight: float = 0.0
     # The exported pipeline's default sampling steps (kinema.json), e.g. fewer to fit a time budget.
     sample_steps: int = 20
     # "block_causal" trains a streaming model for `kinema stream`: a chunk of `chunk_frames` latent
@@ -188,7 +192,8 @@ class T2VTask:
             chunk_frames=opts.chunk_frames,
         )
         velocity = as_velocity(output, noisy, sigma, opts.prediction, TRAIN_MIN_SIGMA)
-        loss = flow_loss(velocity, x0, noise)
+        weight = motion_weight(batch, x0, opts.motion_weight) if opts.motion_weight else None
+        loss = flow_loss(velocity, x0, noise, weight=weight)
         return loss, {"sigma_mean": float(sigma.mean())}
 
     def noise_levels(self, batch: int, frames: int) -> torch.Tensor:
@@ -453,6 +458,8 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
         raise ValueError(f"t2v.{problem}")
     if recipe.t2v.sample_steps < 1:
         raise ValueError(f"t2v.sample_steps must be >= 1, got {recipe.t2v.sample_steps}")
+    if recipe.t2v.motion_weight < 0:
+        raise ValueError(f"t2v.motion_weight must be >= 0, got {recipe.t2v.motion_weight}")
     if not 0.0 <= recipe.t2v.frame_sigma_prob <= 1.0:
         raise ValueError(f"t2v.frame_sigma_prob must be in [0, 1], got {recipe.t2v.frame_sigma_prob}")
     if recipe.t2v.frame_sigma_prob and dit.patch_size[0] != 1:

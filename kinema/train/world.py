@@ -39,6 +39,8 @@ from kinema.diffusion.flow import (
     add_noise,
     as_velocity,
     flow_loss,
+    motion_weight,
+    previous_frames,
     sample_sigmas,
     with_clean_past,
 )
@@ -184,28 +186,6 @@ def _game_records(manifest: str, num_actions: int) -> list[ClipRecord]:
                 f"{manifest}: clip {record.path} has actions outside 0..{num_actions - 1} (dit.num_actions)"
             )
     return records
-
-
-def previous_frames(latents: torch.Tensor, before: torch.Tensor | None = None) -> torch.Tensor:
-    """Frame stacking's condition (B, C, F, h, w): each frame's previous frame, `before` (or zeros) for the first."""
-    # As noisy as the window holds it, which is how the stream holds its past.
-    first = torch.zeros_like(latents[:, :, :1]) if before is None else before
-    return torch.cat([first, latents[:, :, :-1]], dim=2)
-
-
-def motion_weight(batch: dict[str, torch.Tensor], x0: torch.Tensor, strength: float) -> torch.Tensor:
-    """Per-element loss weight, 1 + `strength` x how much each latent pixel changed since its previous frame.
-
-    The change is the channel mean of |difference|, capped at 1; a clip's first frame, with no
-    frame before it, counts as still.
-    """
-    before = batch.get("before")
-    known = batch.get("has_before")
-    first = x0[:, :, :1] if before is None else before.to(x0)
-    change = (x0 - previous_frames(x0, first)).abs().mean(1, keepdim=True).clamp(max=1.0)
-    if known is not None:
-        change[:, :, :1] *= known.to(x0).view(-1, 1, 1, 1, 1)
-    return (1 + strength * change).expand_as(x0)
 
 
 class WorldTask:

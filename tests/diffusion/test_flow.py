@@ -13,6 +13,8 @@ from kinema.diffusion.flow import (
     correlate_frames,
     drop_prompts,
     flow_loss,
+    motion_weight,
+    previous_frames,
     resolution_shift,
     sample_sigmas,
     shift_sigmas,
@@ -187,3 +189,28 @@ def test_correlated_frames_keep_unit_variance_and_share_the_asked_fraction():
     assert correlate_frames(noise, shared, 0.0) is noise
     with pytest.raises(ValueError, match=r"frame noise correlation must be in \[0, 1\), got 1.0"):
         correlate_frames(noise, shared, 1.0)
+
+
+def test_motion_weight_picks_out_what_moved_since_the_frame_before():
+    x0 = torch.zeros(2, 4, 3, 2, 2)
+    x0[:, :, 2, 0, 0] = 0.5  # one latent pixel changes in the last frame
+    before = torch.zeros(2, 4, 1, 2, 2)
+    before[:, :, 0, 1, 1] = 3.0  # and one differs between the frame before the window and its first
+    batch = {"before": before, "has_before": torch.tensor([True, False])}
+    weight = motion_weight(batch, x0, 10.0)
+    assert weight.shape == x0.shape
+    assert torch.allclose(weight[:, :, 2, 0, 0], torch.tensor(6.0))  # 1 + 10 * 0.5
+    assert weight[0, :, 0, 1, 1].eq(11.0).all()  # the change is capped at 1
+    assert weight[1, :, 0].eq(1.0).all()  # a clip's first frame has nothing to compare with
+    assert weight[:, :, 1].eq(1.0).all() and weight[:, :, 2, 1, 1].eq(1.0).all()
+
+
+def test_motion_weight_without_a_frame_before_counts_the_first_frame_as_still():
+    x0 = torch.randn(2, 4, 3, 2, 2)
+    weight = motion_weight({}, x0, 5.0)
+    assert weight[:, :, 0].eq(1.0).all()
+    change = (x0[:, :, 1:] - x0[:, :, :-1]).abs().mean(1, keepdim=True).clamp(max=1.0)
+    torch.testing.assert_close(weight[:, :, 1:], (1 + 5.0 * change).expand(-1, 4, -1, -1, -1))
+    assert (
+        torch.equal(previous_frames(x0)[:, :, 1:], x0[:, :, :-1]) and not previous_frames(x0)[:, :, 0].any()
+    )

@@ -258,6 +258,29 @@ def test_actions_modulate_and_learn():
         model(latents, t, text, actions=actions + 1)
 
 
+def test_frame_positions_tell_a_frame_its_index_and_still_stream():
+    plain, placed = _tiny(), _tiny(frame_positions=6)
+    latents, t, text = _inputs(frames=3)
+    with torch.no_grad():
+        for model, knows in ((plain, False), (placed, True)):
+            # One frame alone sees only relative positions, so without the embedding its index is invisible.
+            early, late = (model(latents[:, :, :1], t, text, start_frame=s) for s in (0, 3))
+            assert (_max_diff(early, late) > 1e-3) == knows
+        full = placed(latents, t, text, attention="block_causal", chunk_frames=1)
+        cache = placed.new_cache()
+        outs = [placed(latents[:, :, s : s + 1], t, text, cache=cache, update_cache=True) for s in range(3)]
+        assert _max_diff(torch.cat(outs, dim=2), full) <= 1e-5
+        with pytest.raises(
+            ValueError, match=r"latent frames 4..6 reach past .* 6 positions \(dit.frame_positions\)"
+        ):
+            placed(latents, t, text, start_frame=4)
+    placed(latents, t, text).square().mean().backward()
+    assert (
+        placed.frame_embedder.weight.grad[:3].abs().sum() > 0
+        and not placed.frame_embedder.weight.grad[3:].any()
+    )
+
+
 @torch.no_grad()
 def test_condition_channels_are_concatenated():
     with_condition = _tiny(in_channels=6, condition_channels=2)
@@ -420,6 +443,8 @@ def test_bad_configs_are_named():
         DiTConfig(**{**TINY, "qk_norm": None})
     with pytest.raises(ValueError, match="patch_context"):
         DiTConfig(**{**TINY, "patch_context": -1})
+    with pytest.raises(ValueError, match="frame_positions must be >= 0"):
+        DiTConfig(**{**TINY, "frame_positions": -1})
     assert KVCache(3).num_layers == 3
 
 

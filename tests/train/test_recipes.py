@@ -3,6 +3,7 @@
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -224,6 +225,53 @@ def test_t2v_trains_with_per_frame_noise_levels_and_refuses_bad_settings(vae_fol
         train_t2v(recipe, progress=False)
     recipe.t2v.frame_sigma_prob, recipe.dit.patch_size = 0.5, (2, 2, 2)
     with pytest.raises(ValueError, match=r"needs dit.patch_size\[0\] = 1"):
+        train_t2v(recipe, progress=False)
+
+
+class OracleDiT(torch.nn.Module):
+    """Predicts the true velocity of known clean latents, plus a fixed error."""
+
+    config = SimpleNamespace(condition_channels=0)
+
+    def __init__(self, x0: torch.Tensor, error: torch.Tensor) -> None:
+        super().__init__()
+        self.x0, self.error = x0, error
+
+    def forward(self, noisy: torch.Tensor, timestep: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        sigma = (timestep / 1000).view(-1, 1, 1, 1, 1)
+        return (noisy - (1 - sigma) * self.x0) / sigma - self.x0 + self.error
+
+
+def test_t2v_motion_weight_counts_errors_where_an_object_moves_more():
+    x0 = torch.zeros(1, 4, 3, 4, 4)
+    x0[:, :, 1, 0, 0] = x0[:, :, 2, 0, 1] = 1.0  # an object steps right across the top row
+    batch = {
+        "latents": x0,
+        "text_states": torch.zeros(1, 2, 8),
+        "text_mask": torch.ones(1, 2, dtype=torch.bool),
+    }
+
+    def loss(motion_weight: float, at: tuple[int, int]) -> float:
+        error = torch.zeros_like(x0)
+        error[:, :, 2, at[0], at[1]] = 1.0
+        oracle = OracleDiT(x0, error)
+        task = T2VTask(
+            oracle, T2VOptions(motion_weight=motion_weight), torch.zeros(1, 2, 8), batch["text_mask"]
+        )
+        return task.loss(oracle, batch)[0].item()
+
+    moving, still = (0, 1), (3, 3)
+    assert loss(0.0, moving) == pytest.approx(loss(0.0, still), rel=1e-4)
+    assert loss(10.0, moving) == pytest.approx(11 * loss(10.0, still), rel=1e-4)
+
+
+def test_t2v_trains_with_a_motion_weight_and_refuses_a_negative_one(vae_folder, tmp_path):
+    recipe = t2v_recipe(vae_folder, tmp_path, 2)
+    recipe.t2v.motion_weight = 20.0
+    result = train_t2v(recipe, progress=False)
+    assert result.step == 2 and math.isfinite(result.last_loss)
+    recipe.t2v.motion_weight = -1.0
+    with pytest.raises(ValueError, match=r"t2v.motion_weight must be >= 0, got -1.0"):
         train_t2v(recipe, progress=False)
 
 

@@ -20,7 +20,6 @@ from kinema.train.world import (
     WorldRecipe,
     WorldTask,
     build_frame_cache,
-    motion_weight,
     train_world,
 )
 from tests.conftest import require_extra, tiny_frame_vae
@@ -128,20 +127,6 @@ def test_frame_stacking_conditions_the_first_frame_on_the_frame_before_the_windo
     assert torch.equal(condition[:, :, 1:], noisy[:, :, :-1])
     noised = WorldTask._condition(batch, noisy, torch.full((2, 3), 0.5))
     assert not torch.equal(noised[0, :, :1], batch["before"][0]) and not noised[1, :, :1].any()
-
-
-def test_motion_weight_picks_out_what_moved_since_the_frame_before():
-    x0 = torch.zeros(2, 4, 3, 2, 2)
-    x0[:, :, 2, 0, 0] = 0.5  # one latent pixel changes in the last frame
-    before = torch.zeros(2, 4, 1, 2, 2)
-    before[:, :, 0, 1, 1] = 3.0  # and one differs between the frame before the window and its first
-    batch = {"before": before, "has_before": torch.tensor([True, False])}
-    weight = motion_weight(batch, x0, 10.0)
-    assert weight.shape == x0.shape
-    assert torch.allclose(weight[:, :, 2, 0, 0], torch.tensor(6.0))  # 1 + 10 * 0.5
-    assert weight[0, :, 0, 1, 1].eq(11.0).all()  # the change is capped at 1
-    assert weight[1, :, 0].eq(1.0).all()  # a clip's first frame has nothing to compare with
-    assert weight[:, :, 1].eq(1.0).all() and weight[:, :, 2, 1, 1].eq(1.0).all()
 
 
 def test_world_recipe_trains_resumes_and_exports_a_playable_model(game, tmp_path):
