@@ -421,9 +421,8 @@ class VideoDiT(nn.Module):
             nn.init.normal_(self.action_embedder.weight, std=0.2)
         self.frame_embedder = nn.Embedding(c.frame_positions, c.dim) if c.frame_positions else None
         if self.frame_embedder is not None:
-            nn.init.normal_(
-                self.frame_embedder.weight, std=0.2
-            )  # as the actions: zeros would start symmetric
+            # Random like the actions, for the same reason: from zeros, every frame starts alike.
+            nn.init.normal_(self.frame_embedder.weight, std=0.2)
         self.blocks = nn.ModuleList([DiTBlock(c) for _ in range(c.num_layers)])
         self.norm_out = FP32LayerNorm(c.dim, c.eps, elementwise_affine=False)
         self.proj_out = nn.Linear(c.dim, c.out_channels * math.prod(c.patch_size))
