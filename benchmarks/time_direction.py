@@ -38,10 +38,17 @@ def directed_clips(count: int, seed: int, split: str) -> tuple[torch.Tensor, lis
 
 
 @torch.no_grad()
-def direction_losses(pipeline: Pipeline, videos: torch.Tensor, captions: list[str], sigma: float, seed: int):
-    """Per-clip flow loss (N,) of the clips as rendered and reversed in time, with the same noise."""
+def encode(pipeline: Pipeline, videos: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, ...]:
+    """The clips' normalised latents and their captions' text states and mask, with the pipeline's encoders."""
     x0 = pipeline.vae.normalize(pipeline.vae.encode(videos).mean)
-    states, mask = pipeline.text_encoder.encode(captions)
+    return x0, *pipeline.text_encoder.encode(captions)
+
+
+@torch.no_grad()
+def direction_losses(
+    pipeline: Pipeline, x0: torch.Tensor, states: torch.Tensor, mask: torch.Tensor, sigma: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-clip flow loss (N,) of the clips as rendered and reversed in time, with the same noise."""
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     sigmas = torch.full((len(x0),), sigma)
     condition = None
@@ -72,8 +79,9 @@ def main() -> None:
     print(f"{'pipeline':40s} {'sigma':>5s} {'forward':>8s} {'reversed':>8s} {'reversed worse':>15s}")
     for folder in args.pipelines:
         pipeline = Pipeline.from_pretrained(folder)
+        encoded = encode(pipeline, videos, captions)
         for sigma in (float(s) for s in args.sigmas.split(",")):
-            forward, reverse = direction_losses(pipeline, videos, captions, sigma, args.seed)
+            forward, reverse = direction_losses(pipeline, *encoded, sigma, args.seed)
             worse = (reverse > forward).float().mean().item()
             print(f"{folder:40s} {sigma:5.2f} {forward.mean():8.4f} {reverse.mean():8.4f} {worse:15.0%}")
 

@@ -153,18 +153,18 @@ def previous_frames(latents: Tensor, before: Tensor | None = None) -> Tensor:
     return torch.cat([first, latents[:, :, :-1]], dim=2)
 
 
-def motion_weight(batch: dict[str, Tensor], x0: Tensor, strength: float) -> Tensor:
+def motion_weight(
+    x0: Tensor, strength: float, before: Tensor | None = None, has_before: Tensor | None = None
+) -> Tensor:
     """Per-element loss weight, 1 + `strength` x how much each latent pixel changed since its previous frame.
 
-    The change is the channel mean of |difference|, capped at 1; a clip's first frame, with no
-    frame before it, counts as still.
+    The change is the channel mean of |difference|, capped at 1. The first frame is compared with
+    `before` (B, C, 1, h, w) where `has_before` (B,) says it is known, and otherwise counts as still.
     """
-    before = batch.get("before")
-    known = batch.get("has_before")
     first = x0[:, :, :1] if before is None else before.to(x0)
     change = (x0 - previous_frames(x0, first)).abs().mean(1, keepdim=True).clamp(max=1.0)
-    if known is not None:
-        change[:, :, :1] *= known.to(x0).view(-1, 1, 1, 1, 1)
+    if has_before is not None:
+        change[:, :, :1] *= has_before.to(x0).view(-1, 1, 1, 1, 1)
     return (1 + strength * change).expand_as(x0)
 
 

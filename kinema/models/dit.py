@@ -480,7 +480,7 @@ class VideoDiT(nn.Module):
 
         x = self.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()
         _raise(_frame_position_problem(c, start, grid[0]))
-        temb, temb6 = self._time_embedding(timesteps, actions, b, torch.arange(start, start + grid[0]))
+        temb, temb6 = self._time_embedding(timesteps, actions, b, start, grid[0])
         text_kv, text_mask = self._text(text_states, text_mask, cache)
         rope = _rope_tables(c.attention_head_dim, grid, start, latents.device)
         chunk = chunk_frames * tokens_per_frame if attention == "block_causal" else None
@@ -500,7 +500,7 @@ class VideoDiT(nn.Module):
         return self._unpatchify(self.proj_out(x), grid)[:, :, repeats:]
 
     def _time_embedding(
-        self, timesteps: Tensor, actions: Tensor | None, batch: int, frames: Tensor
+        self, timesteps: Tensor, actions: Tensor | None, batch: int, first_frame: int, frames: int
     ) -> tuple[Tensor, Tensor]:
         """Time (+ action, + frame index) embedding (B, F or 1, D) and its block modulation (B, F or 1, 6, D)."""
         emb = self.condition_embedder
@@ -511,7 +511,8 @@ class VideoDiT(nn.Module):
             if actions is not None and self.action_embedder is not None:
                 temb = temb + self.action_embedder(actions).to(temb.dtype)
             if self.frame_embedder is not None:
-                temb = temb + self.frame_embedder(frames.to(t.device)).to(temb.dtype)
+                index = torch.arange(first_frame, first_frame + frames, device=t.device)
+                temb = temb + self.frame_embedder(index).to(temb.dtype)
             temb6 = emb.time_proj(F.silu(temb)).unflatten(2, (6, -1))
         return temb, temb6
 

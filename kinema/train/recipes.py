@@ -192,7 +192,7 @@ class T2VTask:
             chunk_frames=opts.chunk_frames,
         )
         velocity = as_velocity(output, noisy, sigma, opts.prediction, TRAIN_MIN_SIGMA)
-        weight = motion_weight(batch, x0, opts.motion_weight) if opts.motion_weight else None
+        weight = motion_weight(x0, opts.motion_weight) if opts.motion_weight else None
         loss = flow_loss(velocity, x0, noise, weight=weight)
         return loss, {"sigma_mean": float(sigma.mean())}
 

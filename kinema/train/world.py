@@ -211,7 +211,10 @@ class WorldTask:
             chunk_frames=self.options.chunk_frames,
         )
         velocity = as_velocity(output, noisy, sigma, "velocity", TRAIN_MIN_SIGMA)
-        weight = motion_weight(batch, x0, self.options.motion_weight) if self.options.motion_weight else None
+        strength = self.options.motion_weight
+        weight = (
+            motion_weight(x0, strength, batch.get("before"), batch.get("has_before")) if strength else None
+        )
         return flow_loss(velocity, x0, noise, weight=weight, mask=target), {"sigma_mean": float(sigma.mean())}
 
     @staticmethod

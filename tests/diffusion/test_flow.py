@@ -196,8 +196,7 @@ def test_motion_weight_picks_out_what_moved_since_the_frame_before():
     x0[:, :, 2, 0, 0] = 0.5  # one latent pixel changes in the last frame
     before = torch.zeros(2, 4, 1, 2, 2)
     before[:, :, 0, 1, 1] = 3.0  # and one differs between the frame before the window and its first
-    batch = {"before": before, "has_before": torch.tensor([True, False])}
-    weight = motion_weight(batch, x0, 10.0)
+    weight = motion_weight(x0, 10.0, before, has_before=torch.tensor([True, False]))
     assert weight.shape == x0.shape
     assert torch.allclose(weight[:, :, 2, 0, 0], torch.tensor(6.0))  # 1 + 10 * 0.5
     assert weight[0, :, 0, 1, 1].eq(11.0).all()  # the change is capped at 1
@@ -207,7 +206,7 @@ def test_motion_weight_picks_out_what_moved_since_the_frame_before():
 
 def test_motion_weight_without_a_frame_before_counts_the_first_frame_as_still():
     x0 = torch.randn(2, 4, 3, 2, 2)
-    weight = motion_weight({}, x0, 5.0)
+    weight = motion_weight(x0, 5.0)
     assert weight[:, :, 0].eq(1.0).all()
     change = (x0[:, :, 1:] - x0[:, :, :-1]).abs().mean(1, keepdim=True).clamp(max=1.0)
     torch.testing.assert_close(weight[:, :, 1:], (1 + 5.0 * change).expand(-1, 4, -1, -1, -1))
