@@ -166,7 +166,8 @@ class T2VTask:
         """The flow-matching loss on a batch of latents with their prompts (some dropped to empty)."""
         x0 = batch["latents"]
         opts = self.options
-        sigma = self.noise_levels(len(x0), x0.shape[2]).to(x0.device)
+        sigma, target = self.noise_levels(len(x0), x0.shape[2])
+        sigma, target = sigma.to(x0.device), None if target is None else target.to(x0.device)
         noise = torch.randn_like(x0)
         if opts.noise_correlation:
             noise = correlate_frames(noise, torch.randn_like(x0[:, :, :1]), opts.noise_correlation)
@@ -193,21 +194,22 @@ class T2VTask:
         )
         velocity = as_velocity(output, noisy, sigma, opts.prediction, TRAIN_MIN_SIGMA)
         weight = motion_weight(x0, opts.motion_weight) if opts.motion_weight else None
-        loss = flow_loss(velocity, x0, noise, weight=weight)
+        loss = flow_loss(velocity, x0, noise, weight=weight, mask=target)
         return loss, {"sigma_mean": float(sigma.mean())}
 
-    def noise_levels(self, batch: int, frames: int) -> torch.Tensor:
-        """σ per clip, (B,); or per latent frame, (B, F), when some clips draw one for each frame."""
+    def noise_levels(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """σ per clip, (B,), or per latent frame, (B, F), when some clips draw one for each frame; and
+        the frames to learn, (B, F) bool, all but a nearly clean past (None: every frame)."""
         opts = self.options
         draw = functools.partial(
             sample_sigmas, mean=opts.timestep_mean, std=opts.timestep_std, shift=opts.shift
         )
         sigma = draw((batch,))
         if not opts.frame_sigma_prob:
-            return sigma
+            return sigma, None
         own = torch.rand(batch) < opts.frame_sigma_prob
         sigma = torch.where(own[:, None], draw((batch, frames)), sigma[:, None])
-        return with_clean_past(sigma, opts.chunk_frames, opts.context_prob, opts.context_sigma_max)[0]
+        return with_clean_past(sigma, opts.chunk_frames, opts.context_prob, opts.context_sigma_max)
 
 
 class LatentCache(Dataset):

@@ -188,6 +188,19 @@ def _game_records(manifest: str, num_actions: int) -> list[ClipRecord]:
     return records
 
 
+def stacked_condition(
+    batch: dict[str, torch.Tensor], noisy: torch.Tensor, sigma: torch.Tensor
+) -> torch.Tensor:
+    """Each frame's previous frame; the one before the window (`before`, where `has_before`) is noised
+    like the window's first, and a window without one gets zeros, as the stream's first frame does."""
+    if "before" not in batch:
+        return previous_frames(noisy)
+    before = batch["before"].to(noisy)
+    before = add_noise(before, torch.randn_like(before), sigma[:, :1])
+    known = batch["has_before"].to(noisy.device).view(-1, 1, 1, 1, 1)
+    return previous_frames(noisy, torch.where(known, before, torch.zeros_like(before)))
+
+
 class WorldTask:
     """Flow matching per frame, block-causal, conditioned on each frame's action."""
 
@@ -200,7 +213,7 @@ class WorldTask:
         sigma, target = (t.to(x0.device) for t in self.noise_levels(len(x0), x0.shape[2]))
         noise = torch.randn_like(x0)
         noisy = add_noise(x0, noise, sigma)
-        condition = self._condition(batch, noisy, sigma) if self.model.config.condition_channels else None
+        condition = stacked_condition(batch, noisy, sigma) if self.model.config.condition_channels else None
         output = model(
             noisy,
             sigma * 1000.0,
@@ -216,16 +229,6 @@ class WorldTask:
             motion_weight(x0, strength, batch.get("before"), batch.get("has_before")) if strength else None
         )
         return flow_loss(velocity, x0, noise, weight=weight, mask=target), {"sigma_mean": float(sigma.mean())}
-
-    @staticmethod
-    def _condition(batch: dict[str, torch.Tensor], noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Each frame's previous frame; the one before the window is noised like the window's first."""
-        if "before" not in batch:
-            return previous_frames(noisy)
-        before = batch["before"].to(noisy)
-        before = add_noise(before, torch.randn_like(before), sigma[:, :1])
-        known = batch["has_before"].to(noisy.device).view(-1, 1, 1, 1, 1)
-        return previous_frames(noisy, torch.where(known, before, torch.zeros_like(before)))
 
     def noise_levels(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """σ per latent frame, (B, F): independent (Diffusion Forcing), or a nearly clean past and a noisy last chunk.

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from kinema.config import load_config
 from kinema.data.manifest import ClipRecord, write_manifest
 from kinema.data.shapes import ShapesConfig, make_clip
+from kinema.diffusion.flow import broadcast_sigma
 from kinema.errors import ConfigError
 from kinema.generate.pipeline import Pipeline
 from kinema.io import probe, write_video
@@ -207,9 +208,11 @@ def test_t2v_with_frame_correlated_noise_exports_it_for_sampling(vae_folder, tmp
 
 def test_t2v_draws_a_noise_level_per_frame_for_the_asked_fraction_of_clips():
     torch.manual_seed(0)
-    assert T2VTask(None, T2VOptions(), None, None).noise_levels(8, 5).shape == (8,)
-    sigma = T2VTask(None, T2VOptions(frame_sigma_prob=0.3, shift=3.0), None, None).noise_levels(2000, 5)
-    assert sigma.shape == (2000, 5) and ((sigma > 0) & (sigma < 1)).all()
+    sigma, target = T2VTask(None, T2VOptions(), None, None).noise_levels(8, 5)
+    assert sigma.shape == (8,) and target is None
+    options = T2VOptions(frame_sigma_prob=0.3, shift=3.0)
+    sigma, target = T2VTask(None, options, None, None).noise_levels(2000, 5)
+    assert sigma.shape == (2000, 5) and ((sigma > 0) & (sigma < 1)).all() and target.all()
     own = sigma.std(dim=1) > 0
     assert abs(own.float().mean().item() - 0.3) < 0.04
     assert (sigma[~own] == sigma[~own][:, :1]).all()  # the other clips keep one level for all frames
@@ -238,7 +241,7 @@ class OracleDiT(torch.nn.Module):
         self.x0, self.error = x0, error
 
     def forward(self, noisy: torch.Tensor, timestep: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        sigma = (timestep / 1000).view(-1, 1, 1, 1, 1)
+        sigma = broadcast_sigma(timestep / 1000, noisy)
         return (noisy - (1 - sigma) * self.x0) / sigma - self.x0 + self.error
 
 
@@ -280,10 +283,37 @@ def test_t2v_gives_a_nearly_clean_past_to_the_asked_fraction_of_clips():
     options = T2VOptions(
         attention="block_causal", frame_sigma_prob=1.0, context_prob=0.4, context_sigma_max=0.2
     )
-    sigma = T2VTask(None, options, None, None).noise_levels(4000, 5)
+    sigma, target = T2VTask(None, options, None, None).noise_levels(4000, 5)
     clean_past = (sigma[:, :-1] <= 0.2).all(dim=1)
     assert abs(clean_past.float().mean().item() - 0.4) < 0.04
     assert sigma[clean_past, -1].mean() > 0.4  # the frame being made keeps its full range of levels
+    given = ~target[:, :-1].any(dim=1)  # a row's past is given whole, or learned whole
+    assert torch.equal(given, ~target[:, :-1].all(dim=1)) and target[:, -1].all()
+    assert (clean_past[given]).all() and abs(given.float().mean().item() - 0.4) < 0.04
+
+
+def test_t2v_loss_leaves_out_the_clean_past_it_is_given():
+    torch.manual_seed(0)
+    x0 = torch.randn(2, 4, 3, 4, 4)
+    batch = {
+        "latents": x0,
+        "text_states": torch.zeros(2, 2, 8),
+        "text_mask": torch.ones(2, 2, dtype=torch.bool),
+    }
+    error = torch.zeros_like(x0)
+    error[:, :, :-1] = 1.0  # wrong on the past only
+
+    def loss(context_prob: float) -> float:
+        options = T2VOptions(attention="block_causal", frame_sigma_prob=1.0, context_prob=context_prob)
+        oracle = OracleDiT(x0, error)
+        return (
+            T2VTask(oracle, options, torch.zeros(1, 2, 8), batch["text_mask"][:1])
+            .loss(oracle, batch)[0]
+            .item()
+        )
+
+    assert loss(1.0) == pytest.approx(0.0, abs=1e-6)  # the past is given, not learned
+    assert loss(0.0) == pytest.approx(2 / 3, rel=1e-4)  # Diffusion Forcing learns every frame
 
 
 def test_t2v_trains_block_causally_into_a_pipeline_that_streams(vae_folder, tmp_path):

@@ -20,6 +20,7 @@ from kinema.train.world import (
     WorldRecipe,
     WorldTask,
     build_frame_cache,
+    stacked_condition,
     train_world,
 )
 from tests.conftest import require_extra, tiny_frame_vae
@@ -121,11 +122,11 @@ def test_frame_stacking_conditions_the_first_frame_on_the_frame_before_the_windo
     torch.manual_seed(0)
     noisy = torch.randn(2, 4, 3, 2, 2)
     batch = {"before": torch.ones(2, 4, 1, 2, 2), "has_before": torch.tensor([True, False])}
-    condition = WorldTask._condition(batch, noisy, torch.zeros(2, 3))
+    condition = stacked_condition(batch, noisy, torch.zeros(2, 3))
     assert torch.equal(condition[0, :, :1], batch["before"][0])  # σ 0: the frame itself
     assert not condition[1, :, :1].any()  # a clip's start: zeros, as the stream begins
     assert torch.equal(condition[:, :, 1:], noisy[:, :, :-1])
-    noised = WorldTask._condition(batch, noisy, torch.full((2, 3), 0.5))
+    noised = stacked_condition(batch, noisy, torch.full((2, 3), 0.5))
     assert not torch.equal(noised[0, :, :1], batch["before"][0]) and not noised[1, :, :1].any()
 
 
