@@ -7,6 +7,11 @@ shows the opposite motion of its caption ("moving left" runs right), so a model 
 motion's direction from the prompt does worse on it. One that cannot tell a clip from its time
 reverse scores both the same, and "reversed worse" stays near 50%.
 
+A second table asks the DiT directly, from pure noise (σ = 1), where only the prompt can decide
+anything: how much does its output change (relative norm, same noise) when one word of "a red
+circle moving left" changes? A model that reads the direction moves as much for "right" as for
+"up"; one that reads only the kind of motion barely moves for "right".
+
     python benchmarks/time_direction.py kinema/assets/shapes-t2v runs/t2v_shapes/pipeline
 """
 
@@ -65,6 +70,40 @@ def direction_losses(
     return loss(x0), loss(x0.flip(2))
 
 
+WORD_SWAPS = {
+    "left → right": ("a red circle moving left", "a red circle moving right"),
+    "up → down": ("a red circle moving up", "a red circle moving down"),
+    "growing → shrinking": ("a red circle growing", "a red circle shrinking"),
+    "left → up": ("a red circle moving left", "a red circle moving up"),
+    "circle → square": ("a red circle moving left", "a red square moving left"),
+    "red → blue": ("a red circle moving left", "a blue circle moving left"),
+}
+
+
+@torch.no_grad()
+def word_sensitivity(pipeline: Pipeline, seed: int, samples: int = 4) -> dict[str, float]:
+    """Relative change of the DiT's output at σ = 1 (same noise) when one prompt word changes."""
+    dit, frames = pipeline.dit, pipeline.info.frames
+    shape = pipeline.vae.latent_shape(frames, pipeline.info.height, pipeline.info.width)
+    noise = torch.randn(
+        samples, dit.config.latent_channels, *shape[1:], generator=torch.Generator().manual_seed(seed)
+    )
+    extra = {}
+    if dit.config.condition_channels:
+        extra["condition"] = noise.new_zeros(samples, dit.config.condition_channels, *noise.shape[2:])
+    ones = torch.ones(samples)
+
+    def output(prompt: str) -> torch.Tensor:
+        states, mask = (t.expand(samples, -1, *t.shape[2:]) for t in pipeline.text_encoder.encode([prompt]))
+        return dit(noise, ones * 1000.0, states, text_mask=mask, **extra).float()
+
+    changes = {}
+    for name, (a, b) in WORD_SWAPS.items():
+        before = output(a)
+        changes[name] = ((output(b) - before).norm() / before.norm()).item()
+    return changes
+
+
 def main() -> None:
     """Print, per pipeline and noise level, the mean loss forward and reversed, and how often reversed is worse."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -84,6 +123,11 @@ def main() -> None:
             forward, reverse = direction_losses(pipeline, *encoded, sigma, args.seed)
             worse = (reverse > forward).float().mean().item()
             print(f"{folder:40s} {sigma:5.2f} {forward.mean():8.4f} {reverse.mean():8.4f} {worse:15.0%}")
+    print("\nHow much the DiT's output at σ = 1 changes when one word of the prompt changes (same noise)")
+    print(f"{'pipeline':40s} " + " ".join(f"{name:>19s}" for name in WORD_SWAPS))
+    for folder in args.pipelines:
+        changes = word_sensitivity(Pipeline.from_pretrained(folder), args.seed)
+        print(f"{folder:40s} " + " ".join(f"{change:19.1%}" for change in changes.values()))
 
 
 if __name__ == "__main__":

@@ -109,8 +109,9 @@ class T2VOptions:
     context_prob: float = 0.0
     context_sigma_max: float = 0.3
     stream_context_sigma: float = 0.0  # how noisy a finished chunk is when the stream caches it
-    # A saved DiT folder to start from; its config must equal the dit section. A streaming model
-    # fine-tuned from a bidirectional one keeps what that one learned (CausVid's initialisation).
+    # A saved DiT folder to start from; its config must equal the dit section, but it may gain a frame
+    # table (dit.frame_positions). A streaming model fine-tuned from a bidirectional one keeps what
+    # that one learned (CausVid's initialisation).
     init: str = ""
 
 
@@ -401,7 +402,10 @@ def _initial_dit(recipe: T2VRecipe) -> VideoDiT:
     if not recipe.t2v.init:
         return VideoDiT(recipe.dit)
     _check_init(recipe.t2v.init, "t2v.init", "DiT")
-    model = VideoDiT.from_pretrained(recipe.t2v.init, dtype=torch.float32).train()
+    # A model trained without a frame table can gain one (dit.frame_positions) and learn it here.
+    saved = json.loads((Path(recipe.t2v.init) / "config.json").read_text(encoding="utf-8"))
+    gains = {"frame_positions": recipe.dit.frame_positions} if not saved.get("frame_positions") else {}
+    model = VideoDiT.from_pretrained(recipe.t2v.init, dtype=torch.float32, **gains).train()
     _check_same_config(recipe.t2v.init, "dit", model.config, recipe.dit)
     return model
 

@@ -304,6 +304,22 @@ def test_new_actions_and_condition_channels_start_at_zero(tmp_path, model):
 
 
 @torch.no_grad()
+def test_a_gained_frame_table_starts_near_as_saved_but_tells_frames_apart(tmp_path, model):
+    model.save_pretrained(tmp_path / "t2v")
+    grown = VideoDiT.from_pretrained(tmp_path / "t2v", frame_positions=FRAMES)
+    latents, t, text = _inputs()
+    fresh = VideoDiT.from_pretrained(tmp_path / "t2v", frame_positions=FRAMES)
+    torch.nn.init.normal_(fresh.frame_embedder.weight, std=0.2)  # as a model built with the table
+    before = model(latents, t, text)
+    change = _max_diff(grown(latents, t, text), before)
+    assert 0 < change < 0.5 * _max_diff(fresh(latents, t, text), before)
+    # Not zeros: a frame and its mirror must start apart, or a time-symmetric model keeps them alike.
+    table = grown.frame_embedder.weight
+    assert (table - table.flip(0)).abs().max() > 1e-2
+    assert table.square().mean().sqrt().item() == pytest.approx(0.1, rel=1e-3)
+
+
+@torch.no_grad()
 def test_text_mask_hides_padding(model):
     latents, t, text = _inputs()
     mask = torch.ones(B, TEXT_LEN, dtype=torch.bool)

@@ -346,6 +346,11 @@ def test_a_streaming_dit_fine_tunes_from_a_bidirectional_one(vae_folder, tmp_pat
     # It started from init: a query projection moved a little in 2 steps, not to a fresh random draw.
     moved = (tuned["blocks.0.attn1.to_q.weight"] - start["blocks.0.attn1.to_q.weight"]).abs().max()
     assert 0 < moved < 0.01
+    # A model trained without a frame table gains one to fine-tune; the rest of its config must match.
+    recipe.dit.frame_positions = 17
+    train_t2v(recipe, progress=False)
+    grown = VideoDiT.from_pretrained(tmp_path / "causal" / "final", dtype=torch.float32)
+    assert grown.config.frame_positions == 17
     recipe.dit.num_layers = 3
     with pytest.raises(
         ConfigError,
