@@ -404,7 +404,9 @@ def _initial_dit(recipe: T2VRecipe) -> VideoDiT:
     _check_init(recipe.t2v.init, "t2v.init", "DiT")
     # A model trained without a frame table can gain one (dit.frame_positions) and learn it here.
     saved = json.loads((Path(recipe.t2v.init) / "config.json").read_text(encoding="utf-8"))
-    gains = {"frame_positions": recipe.dit.frame_positions} if not saved.get("frame_positions") else {}
+    gains = {}
+    if recipe.dit.frame_positions and not saved.get("frame_positions"):
+        gains["frame_positions"] = recipe.dit.frame_positions
     model = VideoDiT.from_pretrained(recipe.t2v.init, dtype=torch.float32, **gains).train()
     _check_same_config(recipe.t2v.init, "dit", model.config, recipe.dit)
     return model
