@@ -247,10 +247,7 @@ class ConditionEmbedder(nn.Module):
 
     def sinusoid(self, t: Tensor) -> Tensor:
         """Wan's sinusoidal timestep features, [cos, sin], in fp32."""
-        half = self.freq_dim // 2
-        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-        angles = t.float()[..., None] * freqs
-        return F.pad(torch.cat([angles.cos(), angles.sin()], dim=-1), (0, self.freq_dim % 2))
+        return _sinusoid(t, self.freq_dim)
 
 
 class FeedForward(nn.Module):
@@ -587,11 +584,16 @@ def _small_frame_table(frames: int, dim: int, rms: float = 0.1) -> Tensor:
     table starts near its saved self (the bundled DiT's output moves 8%; its time embedding's rms is
     0.45). Zeros would keep frame f and its mirror alike for good, since a model trained without the
     table treats a clip and its time reverse nearly alike."""
+    table = _sinusoid(torch.arange(frames), dim, base=frames)
+    return table * rms / table.square().mean().sqrt()
+
+
+def _sinusoid(t: Tensor, dim: int, base: float = 10000.0) -> Tensor:
+    """[cos, sin] of `t` at `dim` // 2 frequencies from 1 down to 1 / `base`, (..., dim) fp32."""
     half = dim // 2
-    freqs = torch.exp(-math.log(frames) * torch.arange(half, dtype=torch.float64) / half)
-    angles = torch.arange(frames, dtype=torch.float64)[:, None] * freqs
-    table = F.pad(torch.cat([angles.cos(), angles.sin()], dim=-1), (0, dim % 2))
-    return (table * rms / table.square().mean().sqrt()).float()
+    freqs = torch.exp(-math.log(base) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angles = t.float()[..., None] * freqs
+    return F.pad(torch.cat([angles.cos(), angles.sin()], dim=-1), (0, dim % 2))
 
 
 def _raise(problem: str | None) -> None:
