@@ -259,6 +259,8 @@ def _existing(path: str | None, what: str, test: Callable[[Path], bool]) -> None
 
 
 def _print_eval_footer(summary: dict) -> None:
+    from kinema.eval.checkers import mistakes
+
     for row in summary["videos"]:
         if row["status"] != "ok":
             print(f"error: {row['path']}: {row['error']}", file=sys.stderr)
@@ -267,6 +269,12 @@ def _print_eval_footer(summary: dict) -> None:
             f"{k} {v['correct']}/{v['total']} ({v['accuracy']:.1%})" for k, v in summary["checker"].items()
         ]
         print("checker: " + ", ".join(cells))
+        for attr in ("shape", "motion"):
+            wrong = mistakes(summary["confusion"], attr)[:4]
+            if wrong:
+                print(
+                    f"  {attr} most often seen wrong: " + ", ".join(f"{w} as {s} {n}x" for w, s, n in wrong)
+                )
     if summary["horizon"]:
         psnr = summary["horizon"]["psnr"]
         print(f"PSNR vs reference: {psnr[0]:.2f} dB at frame 0, {psnr[-1]:.2f} dB at frame {len(psnr) - 1}")

@@ -32,6 +32,9 @@ AREA_PER_SIZE2 = {"circle": math.pi, "square": 4.0, "triangle": 3.0 * math.sqrt(
 MOVE = 0.12  # of min(H, W): the least travel, or travel back, that counts as movement
 SIZE_CHANGE = 1.3  # the least factor that counts as growing or shrinking
 MIN_ROTATION = 20.0  # degrees; the world turns by 60 or more, a steady shape jitters by under 5
+# What a confusion table says the checker saw when it found no object of the wanted color, or
+# found one whose track fits none of the world's motions.
+NOT_FOUND, UNCLEAR = "not found", "unclear"
 
 _CHROMATIC = [name for name in COLORS if name != "white"]
 _HUES = np.array(
@@ -208,6 +211,7 @@ def check_video(frames: np.ndarray, expected: list[dict[str, str | None]]) -> di
     return {
         "expected": expected,
         "found": [obj.to_dict() for obj in found],
+        "matched": [None if got is None else found.index(got) for got in matches],  # into "found"
         "correct": correct,
     }
 
@@ -231,6 +235,35 @@ def _agrees(key: str, want: dict[str, str | None], got: DetectedObject) -> bool:
     if key == "motion" and want["shape"] == "circle" and want["motion"] == "rotating":
         return value in ("rotating", "staying still")
     return value == want[key]
+
+
+def confusion(checks: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
+    """Per attribute and wanted value, how often the checker saw each value (the wanted one when right)."""
+    table: dict[str, dict[str, dict[str, int]]] = {key: {} for key in ATTRIBUTES}
+    for check in checks:
+        for i, (want, match) in enumerate(zip(check["expected"], check["matched"], strict=True)):
+            got = None if match is None else check["found"][match]
+            for key in ATTRIBUTES:
+                if want[key] is None:
+                    continue
+                seen = want[key] if check["correct"][key][i] else _seen_value(got, key)
+                counts = table[key].setdefault(want[key], {})
+                counts[seen] = counts.get(seen, 0) + 1
+    return table
+
+
+def _seen_value(got: dict[str, Any] | None, key: str) -> str:
+    if got is None:
+        return NOT_FOUND
+    return got[key] or UNCLEAR
+
+
+def mistakes(table: dict[str, dict[str, dict[str, int]]], attribute: str) -> list[tuple[str, str, int]]:
+    """One attribute's (wanted, seen instead, count) of a confusion table, the most frequent first."""
+    wrong = [
+        (want, seen, n) for want, counts in table.get(attribute, {}).items() for seen, n in counts.items()
+    ]
+    return sorted((m for m in wrong if m[0] != m[1]), key=lambda m: (-m[2], m[0], m[1]))
 
 
 def accuracy(checks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

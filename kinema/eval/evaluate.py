@@ -179,13 +179,15 @@ def evaluate(
         if frames is not None:
             thumbs[row["path"]] = thumbnails(frames)
             _extract(extractors, frames, features)
+    checks = [row["check"] for row in rows if row.get("check")]
     summary = {
         "kinema_version": __version__,
         "created": datetime.now().isoformat(timespec="seconds"),
         "inputs": [str(i) for i in inputs] + ([f"manifest: {manifest}"] if manifest else []),
         "videos": rows,
         "summary": summarize(rows),
-        "checker": _checker_accuracy(rows),
+        "checker": checkers.accuracy(checks) if checks else None,
+        "confusion": checkers.confusion(checks) if checks else None,
         "frechet": _frechet(features, extractors, reference, references, progress) if reference else None,
         "horizon": _horizon(rows),
     }
@@ -213,11 +215,6 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "max": values.max(),
             }
     return {"count": len(rows), "ok": len(ok), "errors": len(rows) - len(ok), "metrics": stats}
-
-
-def _checker_accuracy(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    checks = [row["check"] for row in rows if row.get("check")]
-    return checkers.accuracy(checks) if checks else None
 
 
 def _horizon(rows: list[dict[str, Any]]) -> dict[str, list[float]] | None:

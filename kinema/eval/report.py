@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from kinema.eval.checkers import mistakes
 from kinema.io import atomic_write_text
 from kinema.io.html import figure_png, html_page, png_uri, thumb_png
 
@@ -35,6 +36,7 @@ def write_report(
             _header(summary, videos, ok, title),
             _summary_table(summary),
             _checker_section(summary.get("checker")),
+            _confusion_section(summary.get("confusion")),
             _frechet_section(summary.get("frechet")),
             _plots_section(ok, summary.get("horizon")),
             _videos_section(videos, thumbnails, thumb_h),
@@ -101,6 +103,23 @@ def _checker_section(checker: dict | None) -> str:
             f"<td class=num>{pct}</td></tr>"
         )
     return "<h2>Content checker</h2>" + _table(["Attribute", "Correct", "Accuracy"], rows)
+
+
+def _confusion_section(table: dict | None) -> str:
+    if not table:
+        return ""
+    rows = []
+    for attr in _ATTRS:
+        wrong = mistakes(table, attr)
+        for want, counts in sorted(table.get(attr, {}).items()):
+            instead = ", ".join(f"{escape(seen)} {n}" for w, seen, n in wrong if w == want) or "–"
+            rows.append(
+                f"<tr><td>{attr}</td><td>{escape(want)}</td>"
+                f"<td class=num>{counts.get(want, 0)} / {sum(counts.values())}</td><td>{instead}</td></tr>"
+            )
+    return "<h2>What the checker saw instead</h2>" + _table(
+        ["Attribute", "Wanted", "Right", "Seen instead"], rows, numeric=False
+    )
 
 
 def _frechet_section(frechet: dict | None) -> str:

@@ -14,12 +14,16 @@ import pytest
 from kinema.data.manifest import read_manifest
 from kinema.data.shapes import COLORS, ShapeObject, ShapesConfig, render, synthesize
 from kinema.eval.checkers import (
+    NOT_FOUND,
+    UNCLEAR,
     DetectedObject,
     accuracy,
     check_video,
+    confusion,
     detect_objects,
     expected_from_caption,
     expected_from_truth,
+    mistakes,
 )
 from kinema.io import read_video
 
@@ -288,3 +292,36 @@ def test_a_circle_shows_no_orientation():
 def test_the_checker_never_loads_torch():
     code = "import sys, kinema.eval.checkers; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_confusion_says_what_the_checker_saw_instead():
+    up = rendered("triangle", "green", cy=(50.0, 14.0))
+    still_circle = rendered("circle", "blue")
+    checks = [
+        check_video(up, expected_from_caption("a green triangle moving up")),
+        check_video(up, expected_from_caption("a green square moving down")),
+        check_video(up, expected_from_caption("a red triangle")),
+        # A still circle passes for a rotating one, so the table counts it as right.
+        check_video(still_circle, expected_from_caption("a blue circle rotating")),
+    ]
+    table = confusion(checks)
+    assert table["motion"] == {
+        "moving up": {"moving up": 1},
+        "moving down": {"moving up": 1},
+        "rotating": {"rotating": 1},
+    }
+    assert table["shape"] == {
+        "triangle": {"triangle": 1, NOT_FOUND: 1},
+        "square": {"triangle": 1},
+        "circle": {"circle": 1},
+    }
+    assert table["color"] == {"green": {"green": 2}, "red": {NOT_FOUND: 1}, "blue": {"blue": 1}}
+    assert mistakes(table, "shape") == [("square", "triangle", 1), ("triangle", NOT_FOUND, 1)]
+    assert mistakes(table, "motion") == [("moving down", "moving up", 1)]
+    assert json.loads(json.dumps(checks[1]))["matched"] == [0]
+
+
+def test_confusion_calls_a_track_that_fits_no_motion_unclear():
+    shuffled = rendered("square", "red", cx=lambda t: 32.0 + 16.0 * np.sin(6 * np.pi * t))
+    table = confusion([check_video(shuffled, expected_from_caption("a red square moving right"))])
+    assert table["motion"] == {"moving right": {UNCLEAR: 1}}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from kinema.data.shapes import ShapesConfig, synthesize
+from kinema.eval.checkers import NOT_FOUND
 from kinema.eval.evaluate import FVD_UNAVAILABLE, collect_targets, evaluate, format_table
 from kinema.eval.report import write_report
 from kinema.io import read_video, write_video
@@ -69,7 +70,9 @@ def test_sidecar_prompt_is_checked_and_a_wrong_prompt_fails(shapes, tmp_path):
         shutil.copy(shapes / "clips" / "shapes_000000.mp4", video)
     right.with_suffix(".txt").write_text(f"a {obj['color']} {obj['shape']} {obj['motion']}")
     wrong.with_suffix(".json").write_text(json.dumps({"prompt": f"a {wrong_color} {obj['shape']}"}))
-    rows = rows_by_name(evaluate([right, wrong], progress=False).summary)
+    summary = evaluate([right, wrong], progress=False).summary
+    rows = rows_by_name(summary)
+    assert summary["confusion"]["color"] == {obj["color"]: {obj["color"]: 1}, wrong_color: {NOT_FOUND: 1}}
     assert rows["right.mp4"]["check"]["source"] == "caption"
     assert rows["right.mp4"]["check"]["correct"]["color"] == [True]
     assert rows["wrong.mp4"]["check"]["correct"]["color"] == [False]

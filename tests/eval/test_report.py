@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kinema.eval.checkers import confusion
 from kinema.eval.report import write_report
 
 BAD_PATH = 'clips/we<ird> & "odd".mp4'
@@ -49,6 +50,7 @@ def _video(path: str, caption: str | None, tc: float, psnr: list[float | None]) 
             "source": "caption",
             "expected": [{"shape": "circle", "color": "red", "motion": "moving right"}],
             "found": [{"shape": "circle", "color": "red", "motion": "moving left"}],
+            "matched": [0],
             "correct": {"color": [True], "shape": [True], "motion": [False], "count": True},
         },
     }
@@ -56,15 +58,16 @@ def _video(path: str, caption: str | None, tc: float, psnr: list[float | None]) 
 
 def _summary() -> dict:
     stats = {"mean": 0.9, "std": 0.02, "min": 0.88, "max": 0.93}
+    videos = [
+        _video("clips/a.mp4", "a red circle moving right", 0.93, [None, 33.0, 30.0]),
+        _video("clips/b.mp4", None, 0.88, [35.0, 31.0, 28.5]),
+        {"path": BAD_PATH, "status": "error", "error": BAD_ERROR},
+    ]
     return {
         "kinema_version": "0.1.0",
         "created": "2026-11-22T10:00:00",
         "inputs": ["clips"],
-        "videos": [
-            _video("clips/a.mp4", "a red circle moving right", 0.93, [None, 33.0, 30.0]),
-            _video("clips/b.mp4", None, 0.88, [35.0, 31.0, 28.5]),
-            {"path": BAD_PATH, "status": "error", "error": BAD_ERROR},
-        ],
+        "videos": videos,
         "summary": {"count": 3, "ok": 2, "errors": 1, "metrics": dict.fromkeys(METRICS, stats)},
         "checker": {
             "color": {"correct": 2, "total": 2, "accuracy": 1.0},
@@ -72,6 +75,7 @@ def _summary() -> dict:
             "motion": {"correct": 0, "total": 2, "accuracy": 0.0},
             "count": {"correct": 2, "total": 2, "accuracy": 1.0},
         },
+        "confusion": confusion([video["check"] for video in videos if "check" in video]),
         "frechet": {"available": False, "reason": FVD_REASON},
         "horizon": {"psnr": [None, 32.0, 29.25], "ssim": [0.95, 0.9, 0.85]},
     }
@@ -159,6 +163,7 @@ def test_report_in_headless_chromium(report: Path, tmp_path: Path, browser) -> N
     texts = {
         "error": page.locator("tr.err").inner_text(),
         "metrics": page.locator("table.grid").first.inner_text(),
+        "instead": page.locator("h2:has-text('saw instead') + table").inner_text(),
         "body": page.inner_text("body"),
     }
     error_visible = page.locator("tr.err").is_visible()
@@ -174,6 +179,8 @@ def test_report_in_headless_chromium(report: Path, tmp_path: Path, browser) -> N
     assert broken[0][1] == 0
     assert error_visible and BAD_PATH in texts["error"] and BAD_ERROR in texts["error"]
     assert all(name in texts["metrics"] for name in METRICS)
+    assert "motion\tmoving right\t0 / 2\tmoving left 2" in texts["instead"], texts["instead"]
+    assert "shape\tcircle\t2 / 2\t–" in texts["instead"]
     assert "FVD unavailable" in texts["body"] and FVD_REASON in texts["body"]
     assert "0.93\tgood" in texts["body"] or "0.93 good" in texts["body"]
     assert requests and all(u.startswith(("file:", "data:")) for u in requests), requests
