@@ -328,7 +328,16 @@ def _sweep(args: argparse.Namespace) -> None:
     if not prompts:
         raise KinemaError("give at least one --prompt or a --prompts file")
     out = Path(args.out)
-    table, evaluations = run_sweep(generate, param, values, prompts, args.seeds, out, progress=not args.quiet)
+    table, evaluations = run_sweep(
+        generate,
+        param,
+        values,
+        prompts,
+        args.seeds,
+        out,
+        progress=not args.quiet,
+        seed_per_prompt=args.seed_per_prompt,
+    )
     print(format_sweep(table))
     atomic_write_text(out / "sweep.json", json.dumps(table, indent=1) + "\n")
     for name, evaluation in evaluations.items():
@@ -812,6 +821,12 @@ def build_parser() -> argparse.ArgumentParser:
         "manifest.jsonl whose captions are the prompts (repeatable)",
     )
     sweep.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default 0)")
+    sweep.add_argument(
+        "--seed-per-prompt",
+        action="store_true",
+        help="give each prompt its own seeds (seed s of prompt p becomes s + p x the seeds' span), "
+        "so prompts do not share starting noise",
+    )
     sweep.add_argument(
         "--generator",
         default="kinema.generate.pipeline:sweep_generator",

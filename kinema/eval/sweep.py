@@ -73,15 +73,25 @@ def run_sweep(
     seeds: Sequence[int],
     out_dir: str | Path,
     progress: bool = True,
+    seed_per_prompt: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Evaluation]]:
-    """Generate every prompt × seed at every value; return the table and each value's evaluation."""
+    """Generate every prompt × seed at every value; return the table and each value's evaluation.
+
+    With `seed_per_prompt`, no two prompts share a seed (see `prompt_seed`): one seed for every prompt
+    gives every prompt the same starting noise, so their mistakes are correlated.
+    """
     if not prompts or not seeds:
         raise ValueError("a sweep needs at least one prompt and one seed")
     if param in ("prompt", "seed"):
         raise ValueError(f"sweep parameter '{param}' is fixed by the sweep itself; vary a generation setting")
     out = Path(out_dir)
     videos = {value: [] for value in values}
-    jobs = [(value, p, seed) for value in values for p in range(len(prompts)) for seed in seeds]
+    jobs = [
+        (value, p, prompt_seed(seed, p, seeds) if seed_per_prompt else seed)
+        for value in values
+        for p in range(len(prompts))
+        for seed in seeds
+    ]
     for value, p, seed in tqdm(jobs, desc=f"sweep {param}", unit="video", disable=not progress):
         folder = out / folder_name(param, value)
         videos[value].append(_generate_once(generate, folder, param, value, prompts[p], p, seed))
@@ -95,9 +105,15 @@ def run_sweep(
         "values": list(values),
         "prompts": list(prompts),
         "seeds": list(seeds),
+        "seed_per_prompt": seed_per_prompt,
         "rows": rows,
     }
     return table, evaluations
+
+
+def prompt_seed(seed: int, prompt_index: int, seeds: Sequence[int]) -> int:
+    """Seed `seed` of the prompt at `prompt_index` when each prompt gets its own: distinct for every pair."""
+    return seed + prompt_index * (max(seeds) - min(seeds) + 1)
 
 
 def folder_name(param: str, value: Any) -> str:

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from kinema.cli import main
 from kinema.data.shapes import ShapesConfig, make_clip
 from kinema.eval.report import write_sweep_report
-from kinema.eval.sweep import format_sweep, load_generator, parse_sweep, run_sweep
+from kinema.eval.sweep import format_sweep, load_generator, parse_sweep, prompt_seed, run_sweep
 
 CALLS: list[dict] = []
 
@@ -86,6 +87,45 @@ def test_sweep_resumes_without_regenerating(tmp_path):
     table, _ = run_sweep(noisy_shapes, "noise", [0.0, 5.0], ["a red circle"], [0], tmp_path, progress=False)
     assert CALLS == [{"prompt": "a red circle", "seed": 0, "noise": 5.0}]
     assert [row["videos"] for row in table["rows"]] == [1, 1]
+
+
+def test_seed_per_prompt_gives_no_two_prompts_the_same_starting_noise(tmp_path):
+    CALLS.clear()
+    prompts = ["a red circle", "a blue square", "a green triangle"]
+    table, _ = run_sweep(
+        noisy_shapes, "noise", [0.0], prompts, [0, 1], tmp_path, progress=False, seed_per_prompt=True
+    )
+    assert [(c["prompt"], c["seed"]) for c in CALLS] == [
+        ("a red circle", 0),
+        ("a red circle", 1),
+        ("a blue square", 2),
+        ("a blue square", 3),
+        ("a green triangle", 4),
+        ("a green triangle", 5),
+    ]
+    sidecars = sorted((tmp_path / "noise=0.0").glob("*.json"))
+    assert [json.loads(f.read_text())["seed"] for f in sidecars] == [0, 1, 2, 3, 4, 5]
+    assert table["seed_per_prompt"] is True and table["rows"][0]["videos"] == 6
+    assert prompt_seed(-1, 2, [-1, 3]) == 9  # the seeds' span (5), not their count, keeps pairs apart
+
+
+def test_sweep_command_gives_each_prompt_its_own_seed(tmp_path):
+    script = tmp_path / "gen.py"
+    script.write_text(
+        "import numpy as np\n"
+        "def make(prompt, seed, level):\n"
+        "    return np.full((5, 16, 16, 3), seed * 10 + level, np.uint8), 8.0\n"
+    )
+    out = tmp_path / "sweep"
+    args = ["sweep", "level=1", "--prompt", "a", "--prompt", "b", "--seeds", "0,4", "--seed-per-prompt"]
+    assert main([*args, "--generator", f"{script}:make", "--out", str(out), "--quiet"]) == 0
+    assert sorted(v.name for v in (out / "level=1").glob("*.mp4")) == [
+        "prompt000_seed0.mp4",
+        "prompt000_seed4.mp4",
+        "prompt001_seed5.mp4",
+        "prompt001_seed9.mp4",
+    ]
+    assert json.loads((out / "sweep.json").read_text())["seed_per_prompt"] is True
 
 
 def test_sweep_cannot_vary_prompt_or_seed(tmp_path):
