@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from kinema.data.dataset import resize_crop, to_frames, to_tensor
-from kinema.diffusion.flow import noise_settings_problem
+from kinema.diffusion.flow import noise_settings_problem, previous_frames
 from kinema.diffusion.sampling import ModelGuidance, ModelVelocity, make_noise, make_sigmas, sample
 from kinema.errors import KinemaError
 from kinema.generate.stream import LatentStream, StreamSettings
 from kinema.io import atomic_write_text, check_frames
-from kinema.models.dit import ATTENTION_MODES, VideoDiT
+from kinema.models.dit import ATTENTION_MODES, DiTConfig, VideoDiT
 from kinema.models.text import TextEncoder, load_text_encoder
 from kinema.models.vae import load_vae
 
@@ -52,6 +52,9 @@ class PipelineInfo:
     attention: str = "bidirectional"
     chunk_frames: int = 1
     stream_context_sigma: float = 0.0
+    # Frame stacking: the DiT's last latent-channels condition channels hold each frame's previous
+    # frame, as noisy as the frames being denoised (t2v.previous_frame).
+    previous_frame: bool = False
 
     def __post_init__(self) -> None:
         problem = noise_settings_problem(self.prediction, self.noise_correlation)
@@ -79,6 +82,41 @@ def first_frame_condition(first: torch.Tensor, keep: torch.Tensor, frames: int) 
     return condition
 
 
+def first_frame_channels(config: DiTConfig, previous_frame: bool) -> int:
+    """How many of a DiT's condition channels carry a first frame: 0, or a mask plus its latent."""
+    return config.condition_channels - (config.latent_channels if previous_frame else 0)
+
+
+def condition_problem(config: DiTConfig, previous_frame: bool) -> str | None:
+    """Why the DiT's condition channels can't hold a first frame and (with frame stacking) a previous one."""
+    first = first_frame_channels(config, previous_frame)
+    if first not in (0, config.latent_channels + 1):
+        stacked = f" + {config.latent_channels} for the previous frame" if previous_frame else ""
+        return (
+            f"condition_channels must be 0 or {config.latent_channels + 1} for a first frame (mask + latent)"
+            f"{stacked}, got {config.condition_channels}"
+        )
+    return None
+
+
+def stack_previous_frame(model: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """`model` with frame stacking: each frame's previous frame in x joins the condition it is given."""
+
+    def stacked(
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor,
+        *,
+        condition: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        previous = previous_frames(x)
+        condition = previous if condition is None else torch.cat([condition, previous], dim=1)
+        return model(x, t, text, condition=condition, **kwargs)
+
+    return stacked
+
+
 class Pipeline:
     """A VAE, a DiT and a text encoder that together turn prompts into videos."""
 
@@ -103,6 +141,9 @@ class Pipeline:
             raise KinemaError(f"{folder / INFO_NAME}: {e}") from None
         vae = load_vae(folder / "vae", device=device).float()
         dit = VideoDiT.from_pretrained(folder / "dit", device=device, dtype=torch.float32)
+        problem = condition_problem(dit.config, info.previous_frame)
+        if problem:
+            raise KinemaError(f"{folder}: the DiT's {problem}")
         return cls(vae, dit, load_text_encoder(info.text_encoder), info)
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> Path:
@@ -156,12 +197,13 @@ class Pipeline:
         noise = make_noise(shape, seed, device=device, frame_correlation=self.info.noise_correlation)
         kwargs = self._condition(image, shape, device)
         states, mask = states.to(device), mask.to(device)
+        model = stack_previous_frame(self.dit) if self.info.previous_frame else self.dit
         if guidance == 1.0:
-            velocity = ModelVelocity(self.dit, states, mask, kwargs, self.info.prediction)
+            velocity = ModelVelocity(model, states, mask, kwargs, self.info.prediction)
         else:
             negative_states, negative_mask = (t.to(device) for t in self.text_encoder.encode([negative]))
             velocity = ModelGuidance(
-                self.dit, states, mask, negative_states, negative_mask, kwargs, self.info.prediction
+                model, states, mask, negative_states, negative_mask, kwargs, self.info.prediction
             )
         sigmas = make_sigmas(steps, shift=self.info.shift).to(device)
         latents = sample(
@@ -236,14 +278,15 @@ class Pipeline:
                 context_sigma=info.stream_context_sigma,
                 sink_frames=0,
                 window_frames=window,
+                previous_frame=info.previous_frame,
                 guidance=info.guidance if guidance is None else guidance,
             )
         except ValueError as e:
             raise KinemaError(str(e)) from None
 
     def _condition(self, image: np.ndarray | None, shape: tuple[int, ...], device: torch.device) -> dict:
-        """The DiT's `condition` input: the first frame's latent when given, else all zeros."""
-        if not self.dit.config.condition_channels:
+        """The DiT's first-frame `condition` input: the frame's latent when given, else all zeros."""
+        if not first_frame_channels(self.dit.config, self.info.previous_frame):
             if image is not None:
                 raise KinemaError(
                     "this model was not trained with first-frame conditioning, so it can't take an image"

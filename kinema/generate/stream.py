@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from kinema.diffusion.flow import add_noise
+from kinema.diffusion.flow import add_noise, previous_frames
 from kinema.diffusion.sampling import (
     METHODS,
     ModelGuidance,
@@ -172,15 +172,18 @@ class LatentStream:
     def _extra_inputs(
         self, latents: Tensor, actions: Tensor | None, before: Tensor | None
     ) -> dict[str, Tensor]:
-        """Actions when given, and the condition: each frame's previous frame (`before` the first one,
-        zeros at the start), or all zeros for a model whose condition is a first frame it was not given."""
+        """Actions when given, and the condition: zeros for a first frame the stream is not given, then
+        with frame stacking each frame's previous frame (`before` the first one, zeros at the start)."""
         extra = {} if actions is None else {"actions": actions}
-        if self.settings.previous_frame:
-            first = torch.zeros_like(latents[:, :, :1]) if before is None else before
-            extra["condition"] = torch.cat([first, latents[:, :, :-1]], dim=2)
-        elif self.dit.config.condition_channels:
-            b, _, f, h, w = latents.shape
-            extra["condition"] = latents.new_zeros(b, self.dit.config.condition_channels, f, h, w)
+        channels = self.dit.config.condition_channels
+        if not channels:
+            return extra
+        stacked = self.settings.previous_frame
+        b, c, f, h, w = latents.shape
+        condition = latents.new_zeros(b, channels - (c if stacked else 0), f, h, w)
+        if stacked:
+            condition = torch.cat([condition, previous_frames(latents, before)], dim=1)
+        extra["condition"] = condition
         return extra
 
     def _remember(self, clean: Tensor, actions: Tensor | None) -> None:

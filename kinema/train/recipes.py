@@ -41,7 +41,14 @@ from kinema.diffusion.flow import (
 )
 from kinema.errors import ConfigError
 from kinema.eval.reconstruction import HELD_OUT_SEED
-from kinema.generate.pipeline import Pipeline, PipelineInfo, first_frame_condition
+from kinema.generate.pipeline import (
+    Pipeline,
+    PipelineInfo,
+    condition_problem,
+    first_frame_channels,
+    first_frame_condition,
+    stack_previous_frame,
+)
 from kinema.io import atomic_path, atomic_write_text
 from kinema.models.dit import ATTENTION_MODES, DiTConfig, VideoDiT
 from kinema.models.losses import vae_loss
@@ -109,6 +116,10 @@ class T2VOptions:
     context_prob: float = 0.0
     context_sigma_max: float = 0.3
     stream_context_sigma: float = 0.0  # how noisy a finished chunk is when the stream caches it
+    # Frame stacking, as the world models do: each latent frame also gets its previous frame, as noisy
+    # as it is, in dit.latent_channels more condition channels after any first-frame ones. Keeping
+    # what stays still is then a local copy (docs/training.md says what it changed and what not).
+    previous_frame: bool = False
     # A saved DiT folder to start from; its config must equal the dit section, but it may gain a frame
     # table (dit.frame_positions). A streaming model fine-tuned from a bidirectional one keeps what
     # that one learned (CausVid's initialisation).
@@ -180,11 +191,12 @@ class T2VTask:
             p=opts.prompt_dropout,
         )
         condition = None
-        if self.model.config.condition_channels:
+        if first_frame_channels(self.model.config, opts.previous_frame):
             keep = torch.rand(len(x0), device=x0.device) < opts.first_frame_prob
             condition = first_frame_condition(x0[:, :, :1], keep, frames=x0.shape[2])
         noisy = add_noise(x0, noise, sigma)
-        output = model(
+        denoiser = stack_previous_frame(model) if opts.previous_frame else model
+        output = denoiser(
             noisy,
             sigma * 1000.0,
             states,
@@ -351,6 +363,7 @@ def pipeline_info(recipe: T2VRecipe) -> PipelineInfo:
         attention=recipe.t2v.attention,
         chunk_frames=recipe.t2v.chunk_frames,
         stream_context_sigma=recipe.t2v.stream_context_sigma,
+        previous_frame=recipe.t2v.previous_frame,
     )
 
 
@@ -455,12 +468,7 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
             f"the VAE gives {latent_channels} latent channels but the DiT takes "
             f"{dit.in_channels - dit.condition_channels} (dit.in_channels - dit.condition_channels)"
         )
-    wanted = latent_channels + 1
-    if recipe.t2v.first_frame_prob > 0 and dit.condition_channels != wanted:
-        raise ValueError(
-            f"t2v.first_frame_prob > 0 needs dit.condition_channels = latent channels + 1 = {wanted}, "
-            f"got {dit.condition_channels}"
-        )
+    _check_condition(recipe.t2v, dit)
     problem = noise_settings_problem(recipe.t2v.prediction, recipe.t2v.noise_correlation)
     if problem:
         raise ValueError(f"t2v.{problem}")
@@ -483,6 +491,20 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
             f"each DiT token carries {values} latent values but the model is {dit.dim} wide, so its "
             "loss will stall well above zero: use smaller patches, a wider model or t2v.prediction=sample",
             stacklevel=2,
+        )
+
+
+def _check_condition(opts: T2VOptions, dit: DiTConfig) -> None:
+    """Raise ValueError unless the condition channels fit a first frame (when trained) and the previous frame."""
+    problem = condition_problem(dit, opts.previous_frame)
+    if problem:
+        raise ValueError(f"dit.{problem}")
+    wanted = dit.latent_channels + 1
+    if opts.first_frame_prob > 0 and first_frame_channels(dit, opts.previous_frame) != wanted:
+        extra = f" (+ {dit.latent_channels} with t2v.previous_frame)" if opts.previous_frame else ""
+        raise ValueError(
+            f"t2v.first_frame_prob > 0 needs dit.condition_channels = latent channels + 1 = {wanted}{extra}, "
+            f"got {dit.condition_channels}"
         )
 
 

@@ -17,6 +17,7 @@ from kinema.generate.pipeline import (
     Pipeline,
     PipelineInfo,
     first_frame_condition,
+    stack_previous_frame,
     sweep_generator,
 )
 from kinema.io import probe, read_video
@@ -139,6 +140,30 @@ def test_a_bad_kinema_json_is_named(folder, tmp_path, change, message):
     (copy / "kinema.json").write_text(json.dumps({**info, **change}))
     with pytest.raises(KinemaError, match=f"kinema.json: {message}"):
         Pipeline.from_pretrained(copy)
+
+
+def test_a_pipeline_that_stacks_frames_needs_the_condition_channels_for_them(folder, i2v_folder, tmp_path):
+    for source, name in ((folder, "plain"), (i2v_folder, "i2v")):
+        copy = shutil.copytree(source, tmp_path / name)
+        info = json.loads((copy / "kinema.json").read_text())
+        (copy / "kinema.json").write_text(json.dumps({**info, "previous_frame": True}))
+        with pytest.raises(
+            KinemaError, match=r"condition_channels must be 0 or 5 .* \+ 4 for the previous frame"
+        ):
+            Pipeline.from_pretrained(copy)
+
+
+def test_stacking_appends_each_frames_previous_frame_to_the_condition():
+    def condition_of(x, t, text, condition=None, text_mask=None):
+        return condition
+
+    x = torch.arange(2 * 3 * 4 * 1 * 1, dtype=torch.float32).view(2, 3, 4, 1, 1)
+    stacked = stack_previous_frame(condition_of)
+    alone = stacked(x, None, None)
+    assert alone.shape == x.shape and not alone[:, :, 0].any() and torch.equal(alone[:, :, 1:], x[:, :, :-1])
+    first = torch.ones(2, 5, 4, 1, 1)
+    both = stacked(x, None, None, condition=first, text_mask=None)
+    assert torch.equal(both[:, :5], first) and torch.equal(both[:, 5:], alone)
 
 
 @torch.no_grad()

@@ -5,7 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-from kinema.diffusion.sampling import ModelGuidance, make_sigmas, sample
+from kinema.diffusion.flow import previous_frames
+from kinema.diffusion.sampling import ModelGuidance, ModelVelocity, make_sigmas, sample
+from kinema.generate.pipeline import stack_previous_frame
 from kinema.generate.stream import LatentStream, StreamSettings
 from kinema.models.dit import DiTConfig, VideoDiT
 
@@ -83,6 +85,24 @@ def test_frame_stacking_gives_the_same_chunks_over_the_cache_as_recomputed(chunk
     unstacked = dataclasses.replace(settings, previous_frame=False)
     plain = run(LatentStream(dit, text(), settings=unstacked), noises, actions)
     assert (plain - cached).abs().max() > 1e-3
+
+
+def test_a_stacked_streams_first_chunk_sees_its_frames_as_training_stacks_them():
+    # A first-frame slot (mask + latent) that the stream leaves empty, then the previous frames.
+    dit = tiny_dit(in_channels=13, condition_channels=9)
+    settings = StreamSettings(chunk_frames=2, steps=2, previous_frame=True)
+    noise = chunk_noise(1, 2)[0]
+    streamed = LatentStream(dit, text(), settings=settings).next_chunk(noise)
+    causal = {"attention": "block_causal", "chunk_frames": 2}
+    empty = {"condition": noise.new_zeros(B, 5, 2, SIZE, SIZE), **causal}
+    trained = sample(ModelVelocity(stack_previous_frame(dit), text(), None, empty), noise, make_sigmas(2))
+    assert (streamed - trained).abs().max() <= 1e-5
+
+    def previous_first(x, t, states, condition, **kwargs):
+        return dit(x, t, states, condition=torch.cat([previous_frames(x), condition], dim=1), **kwargs)
+
+    swapped = sample(ModelVelocity(previous_first, text(), None, empty), noise, make_sigmas(2))
+    assert (streamed - swapped).abs().max() > 1e-3
 
 
 def guided_stream(guidance: float, recompute: bool = False) -> LatentStream:

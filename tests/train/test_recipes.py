@@ -15,9 +15,9 @@ from kinema.data.manifest import ClipRecord, write_manifest
 from kinema.data.shapes import ShapesConfig, make_clip
 from kinema.diffusion.flow import broadcast_sigma
 from kinema.errors import ConfigError
-from kinema.generate.pipeline import Pipeline
+from kinema.generate.pipeline import Pipeline, first_frame_condition
 from kinema.io import probe, write_video
-from kinema.models.dit import VideoDiT
+from kinema.models.dit import DiTConfig, VideoDiT
 from kinema.models.vae import CausalVAE, load_vae
 from kinema.train.checkpoint import list_checkpoints
 from kinema.train.recipes import (
@@ -169,6 +169,60 @@ def test_t2v_learns_image_to_video_when_asked(vae_folder, tmp_path):
     assert result.step == 2 and VideoDiT.from_pretrained(tmp_path / "final").config.condition_channels == 5
 
 
+def latent_batch(x0: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A T2V training batch of latents `x0` with a two-token zero prompt each."""
+    tokens = torch.ones(len(x0), 2, dtype=torch.bool)
+    return {"latents": x0, "text_states": torch.zeros(len(x0), 2, 8), "text_mask": tokens}
+
+
+class InputRecorder(torch.nn.Module):
+    """Stands in for a DiT whose inputs a test reads: it keeps the latents and condition, and predicts zero."""
+
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        self.config, self.seen = config, {}
+
+    def forward(self, noisy: torch.Tensor, timestep: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        self.seen = {"noisy": noisy, "condition": kwargs["condition"]}
+        return torch.zeros_like(noisy)
+
+
+def test_t2v_stacks_each_frames_noisy_previous_frame_after_the_first_frame():
+    torch.manual_seed(0)
+    x0 = torch.randn(2, 4, 3, 4, 4)
+    batch = latent_batch(x0)
+    recorder = InputRecorder(DiTConfig(in_channels=13, out_channels=4, condition_channels=9))
+    options = T2VOptions(previous_frame=True, first_frame_prob=1.0)
+    T2VTask(recorder, options, torch.zeros(1, 2, 8), batch["text_mask"][:1]).loss(recorder, batch)
+    noisy, condition = recorder.seen["noisy"], recorder.seen["condition"]
+    assert condition.shape == (2, 9, 3, 4, 4)
+    assert torch.equal(
+        condition[:, :5], first_frame_condition(x0[:, :, :1], torch.ones(2, dtype=torch.bool), 3)
+    )
+    # Each frame sees the one before it as noisy as it is; the first frame sees zeros.
+    assert torch.equal(condition[:, 5:, 1:], noisy[:, :, :-1]) and not condition[:, 5:, 0].any()
+
+
+def test_t2v_trains_with_frame_stacking_into_a_pipeline_that_uses_it(vae_folder, tmp_path):
+    recipe = t2v_recipe(vae_folder, tmp_path, 2)
+    recipe.t2v.previous_frame, recipe.t2v.first_frame_prob = True, 0.5
+    with pytest.raises(
+        ValueError, match=r"dit.condition_channels must be 0 or 5 .* \+ 4 for the previous frame, got 0"
+    ):
+        train_t2v(recipe, progress=False)
+    recipe.dit.in_channels, recipe.dit.condition_channels = 8, 4
+    with pytest.raises(ValueError, match=r"= 5 \(\+ 4 with t2v.previous_frame\), got 4"):
+        train_t2v(recipe, progress=False)
+    recipe.dit.in_channels, recipe.dit.condition_channels = 13, 9
+    assert train_t2v(recipe, progress=False).step == 2
+    pipeline = Pipeline.from_pretrained(tmp_path / "pipeline")
+    assert pipeline.info.previous_frame and pipeline.dit.config.condition_channels == 9
+    image = np.full((32, 32, 3), 200, dtype=np.uint8)
+    plain = pipeline.generate("a red circle moving right", steps=2)
+    started = pipeline.generate("a red circle moving right", steps=2, image=image)
+    assert plain.shape == started.shape == (5, 32, 32, 3) and not np.array_equal(plain, started)
+
+
 def test_t2v_warns_when_a_token_carries_more_values_than_the_model_is_wide(vae_folder, tmp_path):
     recipe = t2v_recipe(vae_folder, tmp_path, 1)
     recipe.dit.patch_size = (1, 4, 4)  # 4 channels x 16 = 64 values a token, 32 wide
@@ -248,11 +302,7 @@ class OracleDiT(torch.nn.Module):
 def test_t2v_motion_weight_counts_errors_where_an_object_moves_more():
     x0 = torch.zeros(1, 4, 3, 4, 4)
     x0[:, :, 1, 0, 0] = x0[:, :, 2, 0, 1] = 1.0  # an object steps right across the top row
-    batch = {
-        "latents": x0,
-        "text_states": torch.zeros(1, 2, 8),
-        "text_mask": torch.ones(1, 2, dtype=torch.bool),
-    }
+    batch = latent_batch(x0)
 
     def loss(motion_weight: float, at: tuple[int, int]) -> float:
         error = torch.zeros_like(x0)
@@ -295,11 +345,7 @@ def test_t2v_gives_a_nearly_clean_past_to_the_asked_fraction_of_clips():
 def test_t2v_loss_leaves_out_the_clean_past_it_is_given():
     torch.manual_seed(0)
     x0 = torch.randn(2, 4, 3, 4, 4)
-    batch = {
-        "latents": x0,
-        "text_states": torch.zeros(2, 2, 8),
-        "text_mask": torch.ones(2, 2, dtype=torch.bool),
-    }
+    batch = latent_batch(x0)
     error = torch.zeros_like(x0)
     error[:, :, :-1] = 1.0  # wrong on the past only
 
@@ -325,10 +371,12 @@ def test_t2v_trains_block_causally_into_a_pipeline_that_streams(vae_folder, tmp_
         0.5,
         0.05,
     )
+    t2v.previous_frame, recipe.dit.in_channels, recipe.dit.condition_channels = True, 8, 4
     result = train_t2v(recipe, progress=False)
     assert result.step == 2 and math.isfinite(result.last_loss)
     pipeline = Pipeline.from_pretrained(tmp_path / "pipeline")
     assert pipeline.info.streams and pipeline.info.stream_context_sigma == 0.05
+    assert pipeline._stream_settings(14, None, None, None).previous_frame  # it streams frame-stacked
     # 4x time: the first latent frame decodes to one frame and every later one to four.
     pieces = list(pipeline.stream("a red circle moving right", 14, steps=2, guidance=2.0))
     assert [len(p) for p in pieces] == [1, 4, 4, 4, 1]
