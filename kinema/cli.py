@@ -487,6 +487,7 @@ def _stream(args: argparse.Namespace) -> None:
             else " (no streaming model is bundled: pass --model DIR; docs/training.md says how to train one)"
         )
         raise KinemaError(f"model folder not found: {model}{hint}")
+    image = _read_image(args.image) if args.image else None
     device = _torch_device(args.device)
     started = time.perf_counter()
     pipeline = Pipeline.from_pretrained(model, device=device)
@@ -499,6 +500,7 @@ def _stream(args: argparse.Namespace) -> None:
         guidance=args.cfg,
         seed=args.seed,
         window_frames=args.window,
+        image=image,
     )
     first_frame_s = None
     with (
@@ -716,6 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LATENT_FRAMES",
         help="past latent frames each chunk sees (default: the training clip's, less one chunk)",
     )
+    stream.add_argument("--image", metavar="FIRST_FRAME", help="first frame to go on from")
     stream.add_argument("--model", metavar="DIR", help="a block-causal pipeline folder")
     stream.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run (default auto)"

@@ -178,9 +178,9 @@ class Pipeline:
         the same inputs, settings and seed give the same video. A block-causal pipeline streams it."""
         frames = self.info.frames if frames is None else frames
         if self.info.streams:
-            if image is not None:
-                raise KinemaError("a streaming (block-causal) pipeline can't take a first-frame image")
-            pieces = self.stream(prompt, frames, negative=negative, steps=steps, guidance=guidance, seed=seed)
+            pieces = self.stream(
+                prompt, frames, negative=negative, steps=steps, guidance=guidance, seed=seed, image=image
+            )
             return np.concatenate(list(pieces))
         steps = self.info.steps if steps is None else steps
         guidance = self.info.guidance if guidance is None else guidance
@@ -224,18 +224,28 @@ class Pipeline:
         guidance: float | None = None,
         seed: int = 0,
         window_frames: int | None = None,
+        image: np.ndarray | None = None,
     ) -> Iterator[np.ndarray]:
         """A video of any length, made chunk by chunk over a KV cache: uint8 (n, H, W, 3) pieces.
 
         Needs a block-causal DiT. It keeps the last `window_frames` latent frames (default: the
         training clip's, less the chunk being made), so memory stays flat however long the video.
+        An `image` (uint8 H, W, 3) is the first frame: the stream goes on from it, as a world model
+        goes on from its start frame.
         """
         settings = self._stream_settings(frames, steps, guidance, window_frames)
-        return self._stream_pieces(prompt, frames, negative, seed, settings)
+        first = None if image is None else self._image_latent(image)
+        return self._stream_pieces(prompt, frames, negative, seed, settings, first)
 
     @torch.no_grad()
     def _stream_pieces(
-        self, prompt: str, frames: int, negative: str, seed: int, settings: StreamSettings
+        self,
+        prompt: str,
+        frames: int,
+        negative: str,
+        seed: int,
+        settings: StreamSettings,
+        first: torch.Tensor | None,
     ) -> Iterator[np.ndarray]:
         device = _device_of(self.dit)
         states, mask = (t.to(device) for t in self.text_encoder.encode([prompt]))
@@ -249,7 +259,12 @@ class Pipeline:
         shape = (1, self.dit.config.latent_channels, settings.chunk_frames, *latent[2:])
         made = 0
         while made < frames:
-            latents = stream.next_chunk(torch.randn(shape, generator=generator, device=device))
+            if first is not None and made == 0:
+                # A chunk of several frames starts as the given frame held still.
+                latents = first.to(device).expand(-1, -1, settings.chunk_frames, -1, -1)
+                stream.push(latents)
+            else:
+                latents = stream.next_chunk(torch.randn(shape, generator=generator, device=device))
             pixels = self.vae.decode_chunk(self.vae.denormalize(latents.to(_device_of(self.vae))), decoder)
             piece = to_frames(pixels.clamp(-1, 1)[0])[: frames - made]
             made += len(piece)
@@ -294,11 +309,17 @@ class Pipeline:
             return {}
         first = torch.zeros(1, shape[1], 1, *shape[3:], device=device)
         if image is not None:
-            frame = resize_crop(check_frames(np.asarray(image)[None]), self.info.width, self.info.height)
-            pixels = to_tensor(frame)[None].to(_device_of(self.vae))
-            first = self.vae.normalize(self.vae.encode(pixels).mean).to(device)
+            first = self._image_latent(image).to(device)
         keep = torch.tensor([image is not None], device=device)
         return {"condition": first_frame_condition(first, keep, frames=shape[2])}
+
+    @torch.no_grad()
+    def _image_latent(self, image: np.ndarray) -> torch.Tensor:
+        """An RGB image (uint8 H, W, 3), resized and cropped to the model's size, as its normalised
+        latent frame (1, C, 1, h, w) on the VAE's device."""
+        frame = resize_crop(check_frames(np.asarray(image)[None]), self.info.width, self.info.height)
+        pixels = to_tensor(frame)[None].to(_device_of(self.vae))
+        return self.vae.normalize(self.vae.encode(pixels).mean)
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from kinema.data.dataset import to_frames
 from kinema.errors import KinemaError
 from kinema.generate.pipeline import (
     BUNDLED_STREAM,
@@ -313,8 +314,20 @@ def test_a_stream_matches_its_own_frames_whatever_its_length(stream_folder):
     assert np.array_equal(streamed(pipeline, "a green triangle", 7, steps=2, guidance=1.0), long[:7])
     # generate streams a block-causal pipeline too, so kinema generate and kinema sweep take one.
     assert np.array_equal(pipeline.generate("a green triangle", frames=12, steps=2, guidance=1.0), long)
-    with pytest.raises(KinemaError, match=r"streaming .* can't take a first-frame image"):
-        pipeline.generate("a green triangle", image=np.zeros((32, 32, 3), np.uint8))
+
+
+def test_a_stream_goes_on_from_a_given_first_frame(stream_folder):
+    pipeline = Pipeline.from_pretrained(stream_folder)
+    red, blue = np.zeros((40, 48, 3), np.uint8), np.zeros((40, 48, 3), np.uint8)
+    red[8:24, 10:30], blue[16:36, 20:44] = (220, 40, 40), (40, 40, 220)
+    video = streamed(pipeline, "a square", 9, steps=2, image=red)
+    # The first frame is the image (resized to the model's 32x32) through the VAE...
+    decoded = pipeline.vae.decode(pipeline.vae.denormalize(pipeline._image_latent(red)))
+    assert video.shape == (9, 32, 32, 3)
+    assert np.abs(video[0].astype(int) - to_frames(decoded.clamp(-1, 1)[0])[0]).max() <= 1
+    # ...and the frames after it are made from it: another image, same seed, other frames.
+    assert not np.array_equal(streamed(pipeline, "a square", 9, steps=2, image=blue)[1:], video[1:])
+    assert np.array_equal(pipeline.generate("a square", frames=9, steps=2, image=red), video)
 
 
 @pytest.mark.parametrize(
@@ -344,6 +357,33 @@ def test_stream_command_writes_a_video_of_any_length(stream_folder, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "streamed 23 frames" in result.stdout and "first frame after" in result.stdout
     assert probe(out).num_frames == 23 and read_video(out)[0].shape == (23, 32, 32, 3)
+    from PIL import Image
+
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[4:20, 6:26] = (30, 200, 90)
+    Image.fromarray(image).save(tmp_path / "first.png")
+    plain = read_video(out)[0][0].astype(int)
+    started = kinema(
+        "stream",
+        "a red circle",
+        "--frames",
+        6,
+        "--steps",
+        2,
+        "--model",
+        stream_folder,
+        "-o",
+        out,
+        "--image",
+        tmp_path / "first.png",
+    )
+    assert started.returncode == 0, started.stderr
+    pipeline = Pipeline.from_pretrained(stream_folder)
+    wanted = streamed(pipeline, "a red circle", 6, steps=2, image=image)[0].astype(int)
+    made = read_video(out)[0][0].astype(int)
+    # The untrained VAE's frames are noise, which the mp4 keeps only roughly (15 of 255 here, against
+    # 37 for the first frame of the stream without the image).
+    assert np.abs(made - wanted).mean() < np.abs(plain - wanted).mean() / 2
 
 
 @pytest.mark.parametrize(
@@ -354,6 +394,7 @@ def test_stream_command_writes_a_video_of_any_length(stream_folder, tmp_path):
         (["--frames", "4", "--cfg", "-2"], "number >= 0"),
         (["--frames", "4", "--model", "BIDIRECTIONAL"], "bidirectional, so it can't stream"),
         (["--frames", "4", "--model", "nope"], "model folder not found: nope"),
+        (["--frames", "4", "--image", "missing.png"], "image not found: missing.png"),
     ],
 )
 def test_stream_command_usage_errors(stream_folder, folder, tmp_path, args, fragment):
