@@ -21,7 +21,7 @@ from kinema.data.dataset import resize_crop, to_frames, to_tensor
 from kinema.diffusion.flow import noise_settings_problem, previous_frames
 from kinema.diffusion.sampling import ModelGuidance, ModelVelocity, make_noise, make_sigmas, sample
 from kinema.errors import KinemaError
-from kinema.generate.stream import LatentStream, StreamSettings
+from kinema.generate.stream import LatentStream, StreamSettings, first_frame_channels
 from kinema.io import atomic_write_text, check_frames
 from kinema.models.dit import ATTENTION_MODES, DiTConfig, VideoDiT
 from kinema.models.text import TextEncoder, load_text_encoder
@@ -80,11 +80,6 @@ def first_frame_condition(first: torch.Tensor, keep: torch.Tensor, frames: int) 
     condition = first.new_zeros(first.shape[0], first.shape[1] + 1, frames, *first.shape[3:])
     condition[:, :, :1] = frame0
     return condition
-
-
-def first_frame_channels(config: DiTConfig, previous_frame: bool) -> int:
-    """How many of a DiT's condition channels carry a first frame: 0, or a mask plus its latent."""
-    return config.condition_channels - (config.latent_channels if previous_frame else 0)
 
 
 def condition_problem(config: DiTConfig, previous_frame: bool) -> str | None:

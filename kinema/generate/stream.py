@@ -31,7 +31,12 @@ from kinema.diffusion.sampling import (
     paired_text,
     sample,
 )
-from kinema.models.dit import VideoDiT
+from kinema.models.dit import DiTConfig, VideoDiT
+
+
+def first_frame_channels(config: DiTConfig, previous_frame: bool) -> int:
+    """How many of a DiT's condition channels carry a first frame: 0, or a mask plus its latent."""
+    return config.condition_channels - (config.latent_channels if previous_frame else 0)
 
 
 @dataclass
@@ -175,12 +180,11 @@ class LatentStream:
         """Actions when given, and the condition: zeros for a first frame the stream is not given, then
         with frame stacking each frame's previous frame (`before` the first one, zeros at the start)."""
         extra = {} if actions is None else {"actions": actions}
-        channels = self.dit.config.condition_channels
-        if not channels:
+        if not self.dit.config.condition_channels:
             return extra
         stacked = self.settings.previous_frame
-        b, c, f, h, w = latents.shape
-        condition = latents.new_zeros(b, channels - (c if stacked else 0), f, h, w)
+        b, _, f, h, w = latents.shape
+        condition = latents.new_zeros(b, first_frame_channels(self.dit.config, stacked), f, h, w)
         if stacked:
             condition = torch.cat([condition, previous_frames(latents, before)], dim=1)
         extra["condition"] = condition
