@@ -51,6 +51,13 @@ def _even_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0 or value == float("inf"):
@@ -60,6 +67,7 @@ def _non_negative_float(text: str) -> float:
 
 # argparse reports a type function's name on ValueError ("invalid _positive_int value"); make it read well.
 _positive_int.__name__ = "positive integer"
+_non_negative_int.__name__ = "integer >= 0"
 _positive_float.__name__ = "positive number"
 _non_negative_float.__name__ = "number >= 0"
 
@@ -452,6 +460,7 @@ def _generate(args: argparse.Namespace) -> None:
         guidance=args.cfg,
         seed=args.seed,
         image=image,
+        first_frame_steps=args.first_frame_steps,
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - started
@@ -466,6 +475,9 @@ def _generate(args: argparse.Namespace) -> None:
             "steps": args.steps or pipeline.info.steps,
             "guidance": pipeline.info.guidance if args.cfg is None else args.cfg,
         }
+        if image is None:
+            given = args.first_frame_steps
+            record["first_frame_steps"] = pipeline.info.first_frame_steps if given is None else given
         record |= {"model": str(model), "device": device, "seconds": seconds}
         json_path = Path(args.output).with_suffix(".json")
         atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
@@ -682,6 +694,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--steps", type=_positive_int, help="sampling steps (default: the model's)")
     generate.add_argument("--cfg", type=_non_negative_float, help="guidance scale; 1 turns guidance off")
     generate.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    generate.add_argument(
+        "--first-frame-steps",
+        type=_non_negative_int,
+        metavar="S",
+        help="without --image, first draw a clip in S steps and make the video from its first frame; "
+        "0 turns it off (default: the model's)",
+    )
     generate.add_argument(
         "--model", metavar="DIR", help="pipeline folder (default: the bundled shapes model)"
     )

@@ -55,11 +55,21 @@ class PipelineInfo:
     # Frame stacking: the DiT's last latent-channels condition channels hold each frame's previous
     # frame, as noisy as the frames being denoised (t2v.previous_frame).
     previous_frame: bool = False
+    # Emu Video's factorisation, for a DiT that also learned image-to-video: with no image given,
+    # a first pass of this many steps draws a clip whose first frame the video is then made from.
+    # A clean first frame lets the DiT place a motion relative to it (docs/training.md); 0 is off.
+    first_frame_steps: int = 0
 
     def __post_init__(self) -> None:
         problem = noise_settings_problem(self.prediction, self.noise_correlation)
         if self.attention not in ATTENTION_MODES:
             problem = f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}"
+        if self.first_frame_steps < 0:
+            problem = f"first_frame_steps must be >= 0, got {self.first_frame_steps}"
+        if self.first_frame_steps and self.streams:
+            problem = (
+                "first_frame_steps is for bidirectional pipelines: a stream draws its first frame itself"
+            )
         if problem:
             raise KinemaError(problem)
 
@@ -167,10 +177,15 @@ class Pipeline:
         guidance: float | None = None,
         seed: int = 0,
         image: np.ndarray | None = None,
+        first_frame_steps: int | None = None,
         progress: bool = False,
     ) -> np.ndarray:
         """One video, uint8 (T, H, W, 3), optionally starting from `image` (uint8 H, W, 3);
-        the same inputs, settings and seed give the same video. A block-causal pipeline streams it."""
+        the same inputs, settings and seed give the same video. A block-causal pipeline streams it.
+
+        Without an image, `first_frame_steps` > 0 (default: the pipeline's) first draws a clip in that
+        many steps and makes the video from its first frame, with fresh noise.
+        """
         frames = self.info.frames if frames is None else frames
         if self.info.streams:
             pieces = self.stream(
@@ -179,35 +194,72 @@ class Pipeline:
             return np.concatenate(list(pieces))
         steps = self.info.steps if steps is None else steps
         guidance = self.info.guidance if guidance is None else guidance
+        first_frame_steps = self.info.first_frame_steps if first_frame_steps is None else first_frame_steps
         self.valid_frames(frames)
-        if steps < 1 or guidance < 0:
-            raise KinemaError(f"steps must be >= 1 and guidance >= 0, got steps={steps}, guidance={guidance}")
+        self._check_settings(steps, guidance, first_frame_steps, image is not None)
         device = _device_of(self.dit)
-        states, mask = self.text_encoder.encode([prompt])
         shape = (
             1,
             self.dit.config.latent_channels,
             *self.vae.latent_shape(frames, self.info.height, self.info.width)[1:],
         )
-        noise = make_noise(shape, seed, device=device, frame_correlation=self.info.noise_correlation)
-        kwargs = self._condition(image, shape, device)
-        states, mask = states.to(device), mask.to(device)
-        model = stack_previous_frame(self.dit) if self.info.previous_frame else self.dit
-        if guidance == 1.0:
-            velocity = ModelVelocity(model, states, mask, kwargs, self.info.prediction)
-        else:
-            negative_states, negative_mask = (t.to(device) for t in self.text_encoder.encode([negative]))
-            velocity = ModelGuidance(
-                model, states, mask, negative_states, negative_mask, kwargs, self.info.prediction
-            )
-        sigmas = make_sigmas(steps, shift=self.info.shift).to(device)
-        latents = sample(
-            velocity, noise, sigmas, method=self.info.sampler, guidance=guidance, progress=progress
-        )
+        text = [
+            t.to(device) for t in (*self.text_encoder.encode([prompt]), *self.text_encoder.encode([negative]))
+        ]
+        # One seeded stream: the first draw is the video's noise unless a first pass takes it.
+        noise = torch.Generator().manual_seed(seed)
+        first = None if image is None else self._image_latent(image).to(device)
+        if first is None and first_frame_steps:
+            clip = self._sample(shape, noise, text, None, first_frame_steps, guidance, progress)
+            first = clip[:, :, :1]
+        latents = self._sample(shape, noise, text, first, steps, guidance, progress)
         # The VAE may live elsewhere (a training run keeps it on the CPU beside a CUDA DiT).
         latents = latents.to(_device_of(self.vae))
         video = self.vae.decode(self.vae.denormalize(latents)).clamp(-1, 1)
         return ((video[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+    def _check_settings(self, steps: int, guidance: float, first_frame_steps: int, has_image: bool) -> None:
+        """Raise KinemaError for sampling settings `generate` can't use with this pipeline."""
+        if steps < 1 or guidance < 0 or first_frame_steps < 0:
+            raise KinemaError(
+                f"steps must be >= 1, guidance >= 0 and first_frame_steps >= 0, got steps={steps}, "
+                f"guidance={guidance}, first_frame_steps={first_frame_steps}"
+            )
+        if first_frame_channels(self.dit.config, self.info.previous_frame):
+            return
+        if has_image:
+            raise KinemaError(
+                "this model was not trained with first-frame conditioning, so it can't take an image"
+            )
+        if first_frame_steps:
+            raise KinemaError(
+                "first_frame_steps needs a model trained with first-frame conditioning (t2v.first_frame_prob > 0)"
+            )
+
+    def _sample(
+        self,
+        shape: tuple[int, ...],
+        noise: torch.Generator,
+        text: list[torch.Tensor],
+        first: torch.Tensor | None,
+        steps: int,
+        guidance: float,
+        progress: bool,
+    ) -> torch.Tensor:
+        """Latents of one clip sampled from the next draw of `noise`, after a first frame if given."""
+        device = _device_of(self.dit)
+        start = make_noise(shape, noise, device=device, frame_correlation=self.info.noise_correlation)
+        kwargs = self._condition(first, shape)
+        states, mask, negative_states, negative_mask = text
+        model = stack_previous_frame(self.dit) if self.info.previous_frame else self.dit
+        if guidance == 1.0:
+            velocity = ModelVelocity(model, states, mask, kwargs, self.info.prediction)
+        else:
+            velocity = ModelGuidance(
+                model, states, mask, negative_states, negative_mask, kwargs, self.info.prediction
+            )
+        sigmas = make_sigmas(steps, shift=self.info.shift).to(device)
+        return sample(velocity, start, sigmas, method=self.info.sampler, guidance=guidance, progress=progress)
 
     def stream(
         self,
@@ -294,18 +346,14 @@ class Pipeline:
         except ValueError as e:
             raise KinemaError(str(e)) from None
 
-    def _condition(self, image: np.ndarray | None, shape: tuple[int, ...], device: torch.device) -> dict:
+    def _condition(self, first: torch.Tensor | None, shape: tuple[int, ...]) -> dict:
         """The DiT's first-frame `condition` input: the frame's latent when given, else all zeros."""
         if not first_frame_channels(self.dit.config, self.info.previous_frame):
-            if image is not None:
-                raise KinemaError(
-                    "this model was not trained with first-frame conditioning, so it can't take an image"
-                )
             return {}
-        first = torch.zeros(1, shape[1], 1, *shape[3:], device=device)
-        if image is not None:
-            first = self._image_latent(image).to(device)
-        keep = torch.tensor([image is not None], device=device)
+        device = _device_of(self.dit)
+        keep = torch.tensor([first is not None], device=device)
+        if first is None:
+            first = torch.zeros(1, shape[1], 1, *shape[3:], device=device)
         return {"condition": first_frame_condition(first, keep, frames=shape[2])}
 
     @torch.no_grad()
