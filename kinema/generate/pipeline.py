@@ -203,9 +203,9 @@ class Pipeline:
             self.dit.config.latent_channels,
             *self.vae.latent_shape(frames, self.info.height, self.info.width)[1:],
         )
-        text = [
-            t.to(device) for t in (*self.text_encoder.encode([prompt]), *self.text_encoder.encode([negative]))
-        ]
+        text = [t.to(device) for t in self.text_encoder.encode([prompt])]
+        if guidance != 1.0:
+            text += [t.to(device) for t in self.text_encoder.encode([negative])]
         # One seeded stream: the first draw is the video's noise unless a first pass takes it.
         noise = torch.Generator().manual_seed(seed)
         first = None if image is None else self._image_latent(image).to(device)
@@ -246,18 +246,18 @@ class Pipeline:
         guidance: float,
         progress: bool,
     ) -> torch.Tensor:
-        """Latents of one clip sampled from the next draw of `noise`, after a first frame if given."""
+        """Latents of one clip sampled from the next draw of `noise`, after a first frame if given.
+
+        `text` holds the prompt's states and mask, then the negative prompt's when guidance is on.
+        """
         device = _device_of(self.dit)
         start = make_noise(shape, noise, device=device, frame_correlation=self.info.noise_correlation)
         kwargs = self._condition(first, shape)
-        states, mask, negative_states, negative_mask = text
         model = stack_previous_frame(self.dit) if self.info.previous_frame else self.dit
         if guidance == 1.0:
-            velocity = ModelVelocity(model, states, mask, kwargs, self.info.prediction)
+            velocity = ModelVelocity(model, *text[:2], kwargs, self.info.prediction)
         else:
-            velocity = ModelGuidance(
-                model, states, mask, negative_states, negative_mask, kwargs, self.info.prediction
-            )
+            velocity = ModelGuidance(model, *text, kwargs, self.info.prediction)
         sigmas = make_sigmas(steps, shift=self.info.shift).to(device)
         return sample(velocity, start, sigmas, method=self.info.sampler, guidance=guidance, progress=progress)
 
