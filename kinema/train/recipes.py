@@ -107,6 +107,9 @@ class T2VOptions:
     motion_weight: float = 0.0
     # The exported pipeline's default sampling steps (kinema.json), e.g. fewer to fit a time budget.
     sample_steps: int = 20
+    # The exported pipeline's default first_frame_steps: with first_frame_prob > 0, sampling can draw
+    # the first frame alone and then the video from it (kinema generate --first-frame-steps); 0 is off.
+    sample_first_frame_steps: int = 0
     # "block_causal" trains a streaming model for `kinema stream`: a chunk of `chunk_frames` latent
     # frames sees itself and the chunks before it, never after. Combine it with frame_sigma_prob (a
     # noise level per frame) and `context_prob`: the fraction of clips whose past is nearly clean,
@@ -358,6 +361,7 @@ def pipeline_info(recipe: T2VRecipe) -> PipelineInfo:
         fps=recipe.data.fps,
         shift=recipe.t2v.shift,
         steps=recipe.t2v.sample_steps,
+        first_frame_steps=recipe.t2v.sample_first_frame_steps,
         prediction=recipe.t2v.prediction,
         noise_correlation=recipe.t2v.noise_correlation,
         attention=recipe.t2v.attention,
@@ -472,8 +476,11 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
     problem = noise_settings_problem(recipe.t2v.prediction, recipe.t2v.noise_correlation)
     if problem:
         raise ValueError(f"t2v.{problem}")
-    if recipe.t2v.sample_steps < 1:
-        raise ValueError(f"t2v.sample_steps must be >= 1, got {recipe.t2v.sample_steps}")
+    if recipe.t2v.sample_steps < 1 or recipe.t2v.sample_first_frame_steps < 0:
+        raise ValueError(
+            f"t2v.sample_steps must be >= 1 and t2v.sample_first_frame_steps >= 0, got "
+            f"{recipe.t2v.sample_steps} and {recipe.t2v.sample_first_frame_steps}"
+        )
     if recipe.t2v.motion_weight < 0:
         raise ValueError(f"t2v.motion_weight must be >= 0, got {recipe.t2v.motion_weight}")
     if not 0.0 <= recipe.t2v.frame_sigma_prob <= 1.0:
@@ -505,6 +512,11 @@ def _check_condition(opts: T2VOptions, dit: DiTConfig) -> None:
         raise ValueError(
             f"t2v.first_frame_prob > 0 needs dit.condition_channels = latent channels + 1 = {wanted}{extra}, "
             f"got {dit.condition_channels}"
+        )
+    if opts.sample_first_frame_steps and not opts.first_frame_prob:
+        raise ValueError(
+            "t2v.sample_first_frame_steps > 0 needs t2v.first_frame_prob > 0: the video is made from "
+            "the first frame drawn, which the DiT must have learned to take"
         )
 
 

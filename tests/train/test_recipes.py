@@ -161,12 +161,20 @@ def test_bundled_recipes_load_and_fit_the_size_budget(t2v):
 
 def test_t2v_learns_image_to_video_when_asked(vae_folder, tmp_path):
     recipe = t2v_recipe(vae_folder, tmp_path, 2)
+    recipe.t2v.sample_first_frame_steps = 3
+    with pytest.raises(ValueError, match=r"sample_first_frame_steps > 0 needs t2v\.first_frame_prob > 0"):
+        train_t2v(recipe, progress=False)
     recipe.t2v.first_frame_prob = 0.5
     with pytest.raises(ValueError, match="condition_channels = latent channels \\+ 1 = 5"):
         train_t2v(recipe, progress=False)
     recipe.dit.in_channels, recipe.dit.condition_channels = 9, 5
     result = train_t2v(recipe, progress=False)
     assert result.step == 2 and VideoDiT.from_pretrained(tmp_path / "final").config.condition_channels == 5
+    # The exported pipeline draws its first frame first by default, as the recipe asked.
+    assert Pipeline.from_pretrained(tmp_path / "pipeline").info.first_frame_steps == 3
+    recipe.t2v.sample_first_frame_steps = -1
+    with pytest.raises(ValueError, match=r"t2v\.sample_first_frame_steps >= 0, got 20 and -1"):
+        train_t2v(recipe, progress=False)
 
 
 def latent_batch(x0: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -256,7 +264,7 @@ def test_t2v_with_frame_correlated_noise_exports_it_for_sampling(vae_folder, tmp
     with pytest.raises(ValueError, match=r"t2v.noise_correlation must be in \[0, 1\), got 1.0"):
         train_t2v(recipe, progress=False)
     recipe.t2v.noise_correlation, recipe.t2v.sample_steps = 0.5, 0
-    with pytest.raises(ValueError, match=r"t2v\.sample_steps must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"t2v\.sample_steps must be >= 1 .*, got 0 and 0"):
         train_t2v(recipe, progress=False)
 
 
