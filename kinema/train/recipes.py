@@ -107,8 +107,8 @@ class T2VOptions:
     motion_weight: float = 0.0
     # The exported pipeline's default sampling steps (kinema.json), e.g. fewer to fit a time budget.
     sample_steps: int = 20
-    # The exported pipeline's default first_frame_steps: with first_frame_prob > 0, sampling can draw
-    # the first frame alone and then the video from it (kinema generate --first-frame-steps); 0 is off.
+    # The exported pipeline's default first_frame_steps: with first_frame_prob > 0, sampling can first
+    # draw a clip and make the video from its first frame (kinema generate --first-frame-steps); 0 is off.
     sample_first_frame_steps: int = 0
     # "block_causal" trains a streaming model for `kinema stream`: a chunk of `chunk_frames` latent
     # frames sees itself and the chunks before it, never after. Combine it with frame_sigma_prob (a
@@ -513,7 +513,7 @@ def _check_condition(opts: T2VOptions, dit: DiTConfig) -> None:
             f"t2v.first_frame_prob > 0 needs dit.condition_channels = latent channels + 1 = {wanted}{extra}, "
             f"got {dit.condition_channels}"
         )
-    if opts.sample_first_frame_steps and not opts.first_frame_prob:
+    if opts.sample_first_frame_steps > 0 and not opts.first_frame_prob:
         raise ValueError(
             "t2v.sample_first_frame_steps > 0 needs t2v.first_frame_prob > 0: the video is made from "
             "the first frame drawn, which the DiT must have learned to take"
