@@ -89,6 +89,10 @@ class T2VOptions:
     # How often a clip is conditioned on its own first frame (image-to-video); 0 trains text-only.
     # Needs dit.condition_channels = latent channels + 1 (a mask channel, then the frame's latent).
     first_frame_prob: float = 0.0
+    # Joint image-video training, as Wan's: this fraction of batches are images, each clip's first
+    # latent frame alone (a causal VAE encodes it alone). A pipeline trained so draws its first pass
+    # (sample_first_frame_steps) as one image, not a whole clip.
+    image_prob: float = 0.0
     timestep_mean: float = 0.0
     timestep_std: float = 1.0
     # What the DiT outputs: "velocity" (Wan's), or "sample", the clean latents (x-prediction, as JiT).
@@ -181,6 +185,9 @@ class T2VTask:
         """The flow-matching loss on a batch of latents with their prompts (some dropped to empty)."""
         x0 = batch["latents"]
         opts = self.options
+        image = bool(opts.image_prob) and bool(torch.rand(()) < opts.image_prob)
+        if image:
+            x0 = x0[:, :, :1]
         sigma, target = self.noise_levels(len(x0), x0.shape[2])
         sigma, target = sigma.to(x0.device), None if target is None else target.to(x0.device)
         noise = torch.randn_like(x0)
@@ -195,7 +202,8 @@ class T2VTask:
         )
         condition = None
         if first_frame_channels(self.model.config, opts.previous_frame):
-            keep = torch.rand(len(x0), device=x0.device) < opts.first_frame_prob
+            # An image is never given itself as its first frame.
+            keep = (torch.rand(len(x0), device=x0.device) < opts.first_frame_prob) & (not image)
             condition = first_frame_condition(x0[:, :, :1], keep, frames=x0.shape[2])
         noisy = add_noise(x0, noise, sigma)
         denoiser = stack_previous_frame(model) if opts.previous_frame else model
@@ -211,7 +219,8 @@ class T2VTask:
         velocity = as_velocity(output, noisy, sigma, opts.prediction, TRAIN_MIN_SIGMA)
         weight = motion_weight(x0, opts.motion_weight) if opts.motion_weight else None
         loss = flow_loss(velocity, x0, noise, weight=weight, mask=target)
-        return loss, {"sigma_mean": float(sigma.mean())}
+        parts = {"sigma_mean": float(sigma.mean())}
+        return loss, parts | ({"image_batch": float(image)} if opts.image_prob else {})
 
     def noise_levels(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """σ per clip, (B,), or per latent frame, (B, F), when some clips draw one for each frame; and
@@ -362,6 +371,7 @@ def pipeline_info(recipe: T2VRecipe) -> PipelineInfo:
         shift=recipe.t2v.shift,
         steps=recipe.t2v.sample_steps,
         first_frame_steps=recipe.t2v.sample_first_frame_steps,
+        first_frame_alone=recipe.t2v.image_prob > 0,
         prediction=recipe.t2v.prediction,
         noise_correlation=recipe.t2v.noise_correlation,
         attention=recipe.t2v.attention,
@@ -485,6 +495,13 @@ def _check_dit_fits(recipe: T2VRecipe, encoder: TextEncoder, latent_channels: in
         raise ValueError(f"t2v.motion_weight must be >= 0, got {recipe.t2v.motion_weight}")
     if not 0.0 <= recipe.t2v.frame_sigma_prob <= 1.0:
         raise ValueError(f"t2v.frame_sigma_prob must be in [0, 1], got {recipe.t2v.frame_sigma_prob}")
+    if not 0.0 <= recipe.t2v.image_prob <= 1.0:
+        raise ValueError(f"t2v.image_prob must be in [0, 1], got {recipe.t2v.image_prob}")
+    if recipe.t2v.image_prob and (dit.patch_size[0] != 1 or recipe.t2v.attention != "bidirectional"):
+        raise ValueError(
+            "t2v.image_prob > 0 needs dit.patch_size[0] = 1 and t2v.attention=bidirectional: "
+            "an image is one latent frame, which a stream already draws on its own"
+        )
     if recipe.t2v.frame_sigma_prob and dit.patch_size[0] != 1:
         raise ValueError(
             "t2v.frame_sigma_prob > 0 needs dit.patch_size[0] = 1: a noise level per latent frame"

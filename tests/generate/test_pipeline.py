@@ -111,6 +111,23 @@ def test_a_first_pass_draws_the_first_frame_the_video_is_made_from(i2v_folder):
     assert not np.array_equal(video, pipeline.generate("a red square", seed=3))
 
 
+def test_a_pipeline_trained_on_images_draws_its_first_pass_as_one(i2v_folder):
+    pipeline = Pipeline.from_pretrained(i2v_folder)
+    pipeline.info = dataclasses.replace(pipeline.info, first_frame_alone=True)
+    seen = []
+    pipeline.dit.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((args[0].shape[2], kwargs["condition"])), with_kwargs=True
+    )
+    video = pipeline.generate("a red square", seed=3, first_frame_steps=2)
+    first_pass, second_pass = seen[:2], seen[2:]
+    assert [frames for frames, _ in first_pass] == [1, 1] and not any(c.any() for _, c in first_pass)
+    assert all(frames == 2 for frames, _ in second_pass) and len(second_pass) == pipeline.info.steps
+    # The video is made from the image the first pass drew, and one seed gives one video.
+    assert second_pass[0][1][:, 0, 0].eq(1).all()
+    assert video.shape == (5, 32, 32, 3)
+    assert np.array_equal(video, pipeline.generate("a red square", seed=3, first_frame_steps=2))
+
+
 def test_first_pass_settings_are_checked(folder, i2v_folder, tmp_path):
     with pytest.raises(KinemaError, match="first_frame_steps needs a model trained with first-frame"):
         Pipeline.from_pretrained(folder).generate("x", first_frame_steps=2)

@@ -211,6 +211,48 @@ def test_t2v_stacks_each_frames_noisy_previous_frame_after_the_first_frame():
     assert torch.equal(condition[:, 5:, 1:], noisy[:, :, :-1]) and not condition[:, 5:, 0].any()
 
 
+def test_t2v_trains_the_asked_fraction_of_batches_on_first_frames_alone():
+    torch.manual_seed(0)
+    x0 = torch.randn(2, 4, 3, 4, 4)
+    batch = latent_batch(x0)
+    recorder = InputRecorder(DiTConfig(in_channels=9, out_channels=4, condition_channels=5))
+
+    def frames_seen(image_prob: float) -> tuple[int, torch.Tensor]:
+        options = T2VOptions(first_frame_prob=1.0, image_prob=image_prob)
+        task = T2VTask(recorder, options, torch.zeros(1, 2, 8), batch["text_mask"][:1])
+        _, parts = task.loss(recorder, batch)
+        assert parts.get("image_batch", 0.0) == float(recorder.seen["noisy"].shape[2] == 1)
+        return recorder.seen["noisy"].shape[2], recorder.seen["condition"]
+
+    frames, condition = frames_seen(1.0)
+    # An image is the clip's first latent frame, noised, and never handed to the DiT as its own condition.
+    assert frames == 1 and condition.shape == (2, 5, 1, 4, 4) and not condition.any()
+    assert frames_seen(0.0)[0] == 3
+    counts = [frames_seen(0.5)[0] for _ in range(200)]
+    assert 70 <= counts.count(1) <= 130 and counts.count(1) + counts.count(3) == 200
+
+
+def test_t2v_trains_on_images_into_a_pipeline_whose_first_pass_is_one(vae_folder, tmp_path):
+    recipe = t2v_recipe(vae_folder, tmp_path, 2)
+    recipe.t2v.image_prob = 1.5
+    with pytest.raises(ValueError, match=r"t2v\.image_prob must be in \[0, 1\], got 1\.5"):
+        train_t2v(recipe, progress=False)
+    recipe.t2v.image_prob, recipe.t2v.attention = 0.5, "block_causal"
+    with pytest.raises(ValueError, match=r"image_prob > 0 needs dit.patch_size\[0\] = 1 and t2v.attention"):
+        train_t2v(recipe, progress=False)
+    recipe.t2v.attention, recipe.t2v.first_frame_prob, recipe.t2v.sample_first_frame_steps = (
+        "bidirectional",
+        0.5,
+        2,
+    )
+    recipe.dit.in_channels, recipe.dit.condition_channels = 9, 5
+    assert train_t2v(recipe, progress=False).step == 2
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all("image_batch" in row for row in logged)
+    info = Pipeline.from_pretrained(tmp_path / "pipeline").info
+    assert info.first_frame_alone and info.first_frame_steps == 2
+
+
 def test_t2v_trains_with_frame_stacking_into_a_pipeline_that_uses_it(vae_folder, tmp_path):
     recipe = t2v_recipe(vae_folder, tmp_path, 2)
     recipe.t2v.previous_frame, recipe.t2v.first_frame_prob = True, 0.5
