@@ -35,6 +35,18 @@ def test_atomic_write_text_gives_normal_permissions(tmp_path):
     assert oct(mode(target)) == oct(mode(plain))
 
 
+def test_atomic_path_gives_normal_permissions_to_writers_that_replace_the_file(tmp_path):
+    """safetensors' save_file replaces the temp file with a 0600 one; the saved weights still get the usual mode."""
+    import torch
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    with atomic_path(tmp_path / "model.safetensors") as tmp:
+        save_file({"weight": torch.zeros(2)}, str(tmp))
+    assert oct(mode(tmp_path / "model.safetensors")) == oct(mode(plain))
+
+
 def test_atomic_path_writes_beside_target_and_renames_on_success(tmp_path):
     target = tmp_path / "clip.mp4"
     with atomic_path(target) as tmp:
