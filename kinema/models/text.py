@@ -284,8 +284,11 @@ class Bert(nn.Module):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
-        if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
-            raise KinemaError("Bert runs BERT checkpoints with GELU only")
+        kind, act = config.get("model_type"), config.get("hidden_act")
+        if kind != "bert" or act != "gelu":
+            raise KinemaError(
+                f"Bert runs BERT checkpoints with GELU only, got model_type {kind!r}, hidden_act {act!r}"
+            )
         self.dim, eps = int(config["hidden_size"]), float(config["layer_norm_eps"])
         self.words = nn.Embedding(config["vocab_size"], self.dim)
         self.positions = nn.Embedding(config["max_position_embeddings"], self.dim)

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from kinema.errors import KinemaError
-from kinema.models.text import HFTextEncoder, MiniLMEncoder, T5Encoder, TextEncoder, load_text_encoder
+from kinema.models.text import (
+    Bert,
+    HFTextEncoder,
+    MiniLMEncoder,
+    T5Encoder,
+    TextEncoder,
+    load_text_encoder,
+)
 
 PROMPTS = [
     "a red circle moving right",
@@ -68,6 +75,11 @@ def test_minilm_gives_transformers_states(minilm):
     ours, theirs = minilm.encode(prompts), reference.encode(prompts)
     assert torch.equal(ours[1], theirs[1])  # the same tokens, truncated the same way
     torch.testing.assert_close(ours[0], theirs[0], atol=1e-5, rtol=1e-5)
+
+
+def test_bert_refuses_checkpoints_it_does_not_run():
+    with pytest.raises(KinemaError, match="got model_type 't5', hidden_act 'relu'"):
+        Bert({"model_type": "t5", "hidden_act": "relu"})
 
 
 def test_minilm_loads_without_transformers():
