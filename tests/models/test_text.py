@@ -77,6 +77,17 @@ def test_minilm_gives_transformers_states(minilm):
     torch.testing.assert_close(ours[0], theirs[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.cuda
+def test_minilm_on_cuda_in_fp32_and_bf16_matches_the_cpu(minilm):
+    prompts = PROMPTS[:3]
+    ref, ref_mask = minilm.encode(prompts)
+    for dtype, tolerance in ((torch.float32, 1e-3), (torch.bfloat16, 3e-2)):
+        states, mask = MiniLMEncoder(device="cuda", dtype=dtype).encode(prompts)
+        assert states.device.type == "cuda" and states.dtype == dtype and torch.equal(mask.cpu(), ref_mask)
+        error = (states.double().cpu() - ref.double()).norm() / ref.double().norm()
+        assert error < tolerance
+
+
 def test_bert_refuses_checkpoints_it_does_not_run():
     with pytest.raises(KinemaError, match="got model_type 't5', hidden_act 'relu'"):
         Bert({"model_type": "t5", "hidden_act": "relu"})
