@@ -18,10 +18,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
-    # mkstemp makes the file 0600; give it the mode the target has, or a new file would get. After
-    # the writer too: some (safetensors' save_file) replace the file and leave it 0600 again.
+    # mkstemp makes the file 0600, and some writers (safetensors' save_file) replace it with another
+    # 0600 one; once written, give it the mode the target has, or a new file would get.
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-    os.chmod(tmp, mode)
     try:
         yield tmp
         os.chmod(tmp, mode)

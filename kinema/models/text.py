@@ -129,7 +129,35 @@ def _model_type(folder: Path) -> str:
     return str(json.loads(config.read_text()).get("model_type", ""))
 
 
-class HFTextEncoder(TextEncoder):
+class ModelEncoder(TextEncoder):
+    """An encoder that runs `self.model` over the prompts, `batch_size` at a time."""
+
+    model: nn.Module
+    batch_size: int
+
+    @abstractmethod
+    def _encode_batch(self, prompts: list[str]) -> list[Tensor]:
+        """One padded forward pass over a batch: each prompt's real tokens' states."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model and its states live."""
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's dtype, which the states share."""
+        return next(self.model.parameters()).dtype
+
+    def _encode_uncached(self, prompts: list[str]) -> list[Tensor]:
+        """Run the encoder over the prompts in batches and keep each prompt's real tokens."""
+        rows: list[Tensor] = []
+        for start in range(0, len(prompts), self.batch_size):
+            rows.extend(self._encode_batch(prompts[start : start + self.batch_size]))
+        return rows
+
+
+class HFTextEncoder(ModelEncoder):
     """Any Hugging Face encoder in a local folder (model + tokenizer), last hidden states per token."""
 
     def __init__(
@@ -161,23 +189,6 @@ class HFTextEncoder(TextEncoder):
         """The transformers class that loads this folder's encoder."""
         return transformers.AutoModel
 
-    @property
-    def device(self) -> torch.device:
-        """Where the model and its states live."""
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The model's dtype, which the states share."""
-        return next(self.model.parameters()).dtype
-
-    def _encode_uncached(self, prompts: list[str]) -> list[Tensor]:
-        """Run the encoder over the prompts in batches and keep each prompt's real tokens."""
-        rows: list[Tensor] = []
-        for start in range(0, len(prompts), self.batch_size):
-            rows.extend(self._encode_batch(prompts[start : start + self.batch_size]))
-        return rows
-
     def _encode_batch(self, prompts: list[str]) -> list[Tensor]:
         """One padded forward pass; no_grad rather than inference_mode, so the states can train a DiT."""
         tokens = self.tokenizer(
@@ -189,7 +200,7 @@ class HFTextEncoder(TextEncoder):
         return [row[k] for row, k in zip(states.last_hidden_state, keep, strict=True)]
 
 
-class MiniLMEncoder(TextEncoder):
+class MiniLMEncoder(ModelEncoder):
     """The default encoder: all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT) shipped inside its pip package.
 
     It runs as the small `Bert` below, from the package's tokenizer.json and weights: importing
@@ -217,27 +228,14 @@ class MiniLMEncoder(TextEncoder):
         self.model = Bert.from_folder(self.folder).to(device=device, dtype=dtype).eval().requires_grad_(False)
         self.dim = self.model.dim
 
-    @property
-    def device(self) -> torch.device:
-        """Where the model and its states live."""
-        return self.model.words.weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The model's dtype, which the states share."""
-        return self.model.words.weight.dtype
-
-    def _encode_uncached(self, prompts: list[str]) -> list[Tensor]:
-        """Tokenize and run the prompts in batches and keep each prompt's real tokens."""
-        rows: list[Tensor] = []
-        for start in range(0, len(prompts), self.batch_size):
-            tokens = self.tokenizer.encode_batch(prompts[start : start + self.batch_size])
-            ids = torch.tensor([t.ids for t in tokens], device=self.device)
-            mask = torch.tensor([t.attention_mask for t in tokens], device=self.device).bool()
-            with torch.no_grad():  # not inference_mode, so the states can train a DiT
-                states = self.model(ids, mask)
-            rows.extend(row[keep] for row, keep in zip(states, mask, strict=True))
-        return rows
+    def _encode_batch(self, prompts: list[str]) -> list[Tensor]:
+        """One padded forward pass; no_grad rather than inference_mode, so the states can train a DiT."""
+        tokens = self.tokenizer.encode_batch(prompts)
+        ids = torch.tensor([t.ids for t in tokens], device=self.device)
+        mask = torch.tensor([t.attention_mask for t in tokens], device=self.device).bool()
+        with torch.no_grad():
+            states = self.model(ids, mask)
+        return [row[keep] for row, keep in zip(states, mask, strict=True)]
 
 
 # transformers' BERT parameter names, as read from a checkpoint, to `Bert`'s; the order matters
